@@ -1,0 +1,48 @@
+"""What the subcommands share: loading a policy set and printing its errors."""
+
+from __future__ import annotations
+
+import sys
+from typing import Sequence
+
+from tiergate.engine import DiagnosticError, PolicySet, load_policy_set
+from tiergate.grammar.diagnostics import Diagnostic, render_human, render_json, render_plain
+
+
+def add_error_format(parser) -> None:
+    parser.add_argument("--error-format", choices=("human", "plain", "json"), default="human",
+                        help="how to print policy errors (default: human, with the source line)")
+
+
+def print_diagnostics(diagnostics: Sequence[Diagnostic], error_format: str,
+                      sources: dict[str, str] | None = None) -> None:
+    if error_format == "json":
+        print(render_json(diagnostics), file=sys.stderr)
+    elif error_format == "plain":
+        print(render_plain(diagnostics), file=sys.stderr)
+    else:
+        print(render_human(diagnostics, sources or _read_sources(diagnostics)), file=sys.stderr)
+        errors = sum(d.severity == "error" for d in diagnostics)
+        print(f"\n{errors} error{'s' if errors != 1 else ''}; the policy set was not loaded",
+              file=sys.stderr)
+
+
+def _read_sources(diagnostics: Sequence[Diagnostic]) -> dict[str, str]:
+    sources = {}
+    for d in diagnostics:
+        if d.span is not None and d.span.file not in sources:
+            try:
+                with open(d.span.file, encoding="utf-8") as f:
+                    sources[d.span.file] = f.read()
+            except OSError:
+                pass
+    return sources
+
+
+def load_or_report(directory: str, error_format: str) -> PolicySet | None:
+    """The loaded policy set, or None after printing every error."""
+    try:
+        return load_policy_set(directory)
+    except DiagnosticError as error:
+        print_diagnostics(error.diagnostics, error_format)
+        return None

@@ -1,0 +1,38 @@
+"""`tiergate`: one entry point, one module per subcommand.
+
+Exit codes: 0 ok, 1 error (bad policy, bad request, bad usage), 2 findings or failures
+(a failing policy test, a lint warning treated as failure, a file not formatted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Each module defines `register(subparsers)`, which adds its parser and sets `run(args) -> int`.
+SUBCOMMANDS = (
+    "check",
+    "decide",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tiergate", description="Policy-as-code authorization for tiered health data.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"tiergate.cli.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""What a decision says: effect, grant, obligations, reasons, revision, id (the contract)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping
+
+PERMIT: Literal["PERMIT"] = "PERMIT"
+DENY: Literal["DENY"] = "DENY"
+
+
+@dataclass(frozen=True, slots=True)
+class Obligation:
+    """Something the gateway must do with a permitted request, e.g. destroy_on_expiry(at)."""
+
+    id: str
+    params: Mapping[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "params": dict(self.params)} if self.params else {"id": self.id}
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """A rule that decided, with the article it cites and its message in Chinese and English."""
+
+    rule_id: str
+    effect: str
+    citation: str
+    message_zh: str
+    message_en: str
+    grant_id: str | None = None
+
+    @property
+    def message(self) -> str:
+        return f"{self.message_zh} / {self.message_en}"
+
+    def to_dict(self) -> dict:
+        out = {"rule_id": self.rule_id, "effect": self.effect, "citation": self.citation,
+               "message": self.message, "message_zh": self.message_zh,
+               "message_en": self.message_en}
+        if self.grant_id is not None:
+            out["grant_id"] = self.grant_id
+        return out
+
+
+DEFAULT_DENY = Reason(
+    "default-deny", DENY, "",
+    "没有适用的许可规则，默认拒绝",
+    "No rule permits this request (default deny)")
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The answer to one request.
+
+    `valid_until` (µs since the epoch, or None for never) is the first instant at which the same
+    request, asked without `context.time`, could be decided differently: caches use it.
+    """
+
+    effect: str
+    grant_id: str | None
+    obligations: tuple[Obligation, ...]
+    reasons: tuple[Reason, ...]
+    policy_revision: str
+    decision_id: str
+    valid_until: int | None = None
+    explanation: Mapping[str, Any] | None = None
+
+    @property
+    def permitted(self) -> bool:
+        return self.effect == PERMIT
+
+    def to_dict(self) -> dict:
+        out: dict = {
+            "effect": self.effect,
+            "grant_id": self.grant_id,
+            "obligations": [o.to_dict() for o in self.obligations],
+            "reasons": [r.to_dict() for r in self.reasons],
+            "policy_revision": self.policy_revision,
+            "decision_id": self.decision_id,
+        }
+        if self.explanation is not None:
+            out["explanation"] = self.explanation
+        return out

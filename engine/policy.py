@@ -1,0 +1,193 @@
+"""A loaded policy set and the decision function: deny overrides, default deny."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from bisect import bisect_right
+from typing import Any, Mapping
+
+from . import model
+from .compile import Branch, CompiledTree, GrantIndex, Leaf, build_grant_index, build_tree, time_literals
+from .decision import DEFAULT_DENY, DENY, PERMIT, Decision, Obligation, Reason
+from .request import SLOT, TIME_SLOT, RequestReader
+from .timeutil import now_micros
+
+_ORG, _TIER, _CLASS = SLOT["subject.org_id"], SLOT["resource.tier"], SLOT["resource.catalog_class"]
+_DATASET, _PURPOSE, _ACTION = SLOT["resource.id"], SLOT["purpose"], SLOT["action"]
+
+
+class _DecisionIds:
+    """Unique decision ids without a uuid per call: a random prefix and a counter."""
+
+    def __init__(self) -> None:
+        self.reset()
+        # SECURITY: forked server workers must not repeat each other's ids.
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        self.prefix = os.urandom(6).hex()
+        self.counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self.prefix}-{next(self.counter):x}"
+
+
+_ids = _DecisionIds()
+
+
+class _RuleOutput:
+    """A rule's reason and obligations, prepared once; grant-dependent parts filled per call."""
+
+    __slots__ = ("reason", "obligations", "templates")
+
+    def __init__(self, rule: model.Rule):
+        effect = PERMIT if rule.effect == "permit" else DENY
+        self.reason = Reason(rule.id, effect, rule.citation, rule.message_zh, rule.message_en)
+        self.templates = rule.obligations
+        self.obligations = (tuple(Obligation(t.id, dict(t.parameters)) for t in rule.obligations)
+                            if not any(t.from_grant for t in rule.obligations) else None)
+
+    def with_grant(self, grant: model.Grant | None) -> tuple[Reason, tuple[Obligation, ...]]:
+        if grant is None:
+            return self.reason, self.obligations or ()
+        reason = Reason(self.reason.rule_id, self.reason.effect, self.reason.citation,
+                        self.reason.message_zh, self.reason.message_en, grant.id)
+        if self.obligations is not None:
+            return reason, self.obligations
+        obligations = []
+        for template in self.templates:
+            params = {}
+            for name, value in template.parameters:
+                if name in template.from_grant:
+                    value = grant.expires_text if value == "grant.expires" else grant.attribute(value)
+                params[name] = value
+            obligations.append(Obligation(template.id, params))
+        return reason, tuple(obligations)
+
+
+class PolicySet:
+    """A compiled policy set. Immutable; safe to share between threads.
+
+    Build one with `load_policy_set`; ask it with `decide`.
+    """
+
+    def __init__(self, checked: model.CheckedPolicy, *, revision: str,
+                 sources: Mapping[str, str]):
+        self.checked = checked
+        self.revision = revision
+        self.sources = dict(sources)
+        self.tree: CompiledTree = build_tree(checked)
+        self.grant_index: GrantIndex = build_grant_index(checked.grants)
+        self._reader = RequestReader(checked.vocabularies)
+        self._outputs = {rule.id: _RuleOutput(rule) for rule in checked.rules}
+        self._time_literals = time_literals(checked.rules)
+        fallback = next((r for r in checked.rules if r.fallback), None)
+        self._default = self._outputs[fallback.id] if fallback else None
+
+    @property
+    def rules(self) -> tuple[model.Rule, ...]:
+        return self.checked.rules
+
+    @property
+    def grants(self) -> tuple[model.Grant, ...]:
+        return self.checked.grants
+
+    @property
+    def vocabularies(self) -> Mapping[str, model.Vocabulary]:
+        return self.checked.vocabularies
+
+    def read_request(self, request: Mapping[str, Any]) -> list:
+        """Validated request values by slot; raises RequestError naming each bad attribute."""
+        return self._reader.read(request)
+
+    def decide(self, request: Mapping[str, Any], *, now: int | None = None,
+               explain: bool = False) -> Decision:
+        """Decide one request (the contract's JSON shape as a dict).
+
+        `now` (µs since the epoch) stands in for the clock when the request has no
+        context.time. Raises RequestError for a request that names an undeclared value,
+        lacks a required attribute, or has a value of the wrong type.
+        """
+        values = self._reader.read(request)
+        if values[TIME_SLOT] is None:
+            values[TIME_SLOT] = now_micros() if now is None else now
+        if explain:
+            from .explain import explain_decision  # only the explaining path pays for it
+            return explain_decision(self, values)
+        return self.decide_values(values)
+
+    def leaf_for(self, values: list, path: list | None = None) -> Leaf:
+        node = self.tree.root
+        while node.__class__ is Branch:
+            value = values[node.slot]
+            if path is not None:
+                path.append((node.attribute, value))
+            node = node.children[value]
+        return node
+
+    def applicable_grants(self, values: list) -> list[model.Grant]:
+        """Grants of the requester's organisation that cover this request now, preferred first."""
+        now = values[TIME_SLOT]
+        dataset, purpose, action = values[_DATASET], values[_PURPOSE], values[_ACTION]
+        return [g for g in self.grant_index.candidates(values[_ORG], values[_TIER], values[_CLASS])
+                if now < g.expires and purpose in g.purposes and action in g.actions
+                and (g.datasets is None or dataset in g.datasets)]
+
+    def decide_values(self, values: list) -> Decision:
+        leaf = self.leaf_for(values)
+        denies = [c.rule for c in leaf.denies if c.applies(values, None)]
+        if denies:
+            return self._decision(DENY, [(rule, None) for rule in denies], values)
+        permits = []
+        grants = None
+        for candidate in leaf.permits:
+            if candidate.rule.needs_grant:
+                if grants is None:
+                    grants = self.applicable_grants(values)
+                for grant in grants:
+                    if candidate.applies(values, grant):
+                        permits.append((candidate.rule, grant))
+                        break
+            elif candidate.applies(values, None):
+                permits.append((candidate.rule, None))
+        if permits:
+            obligers = [(c.rule, None) for c in leaf.obligers if c.applies(values, None)]
+            return self._decision(PERMIT, permits, values, obligers)
+        if self._default is not None:
+            reason, obligations = self._default.with_grant(None)
+            return Decision(DENY, None, obligations, (reason,), self.revision, _ids.next(),
+                            self.stable_until(values))
+        return Decision(DENY, None, (), (DEFAULT_DENY,), self.revision, _ids.next(),
+                        self.stable_until(values))
+
+    def _decision(self, effect: str, deciding: list, values: list,
+                  obligers: list = ()) -> Decision:
+        reasons = []
+        obligations: dict = {}
+        grant_id = None
+        for rule, grant in itertools.chain(deciding, obligers):
+            reason, rule_obligations = self._outputs[rule.id].with_grant(grant)
+            if rule.effect != "obligation":
+                reasons.append(reason)
+            for obligation in rule_obligations:
+                obligations.setdefault((obligation.id, tuple(obligation.params.items())), obligation)
+            if grant is not None and grant_id is None:
+                grant_id = grant.id
+        return Decision(effect, grant_id, tuple(obligations.values()), tuple(reasons),
+                        self.revision, _ids.next(), self.stable_until(values))
+
+    def stable_until(self, values: list) -> int | None:
+        """The first instant after the request's time at which its decision could change."""
+        now = values[TIME_SLOT]
+        candidates = []
+        literals = self._time_literals
+        i = bisect_right(literals, now)
+        if i < len(literals):
+            candidates.append(literals[i])
+        expiries = self.grant_index.expiries.get(values[_ORG])
+        if expiries:
+            j = bisect_right(expiries, now)
+            if j < len(expiries):
+                candidates.append(expiries[j])
+        return min(candidates) if candidates else None

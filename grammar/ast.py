@@ -1,0 +1,237 @@
+"""The policy language's syntax tree, as written: no name is resolved and no value checked yet.
+
+One frozen dataclass per construct. Source spans ride along for error messages but never take
+part in equality, so a reformatted file parses to an equal tree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Union
+
+from .diagnostics import NO_SPAN, Span
+
+
+def _span() -> Span:
+    return field(default=NO_SPAN, compare=False, repr=False)
+
+
+# ---- operands ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Symbol:
+    """A bare name: a declared value such as `medical_service`, or `true` / `false`."""
+
+    name: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Text:
+    """A quoted string, escapes already decoded."""
+
+    value: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Instant:
+    """A point in time as written (RFC 3339 with a UTC offset); `check` parses it."""
+
+    text: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class AttributeRef:
+    """A request or grant attribute: `resource.tier`, `action`, `grant.expires`."""
+
+    path: str
+    span: Span = _span()
+
+
+Operand = Union[Symbol, Text, Instant, AttributeRef]
+
+
+# ---- conditions -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """`attribute OP operand` with OP one of == != < <= > >=."""
+
+    attribute: AttributeRef
+    operator: str
+    operand: Operand
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Membership:
+    """`attribute in [..]` or `attribute not in [..]`."""
+
+    attribute: AttributeRef
+    negated: bool
+    operands: tuple[Operand, ...]
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Has:
+    """`grant.approved_by has x`, `... has all [x, y]`, `... has any [x, y]`."""
+
+    attribute: AttributeRef
+    quantifier: Literal["all", "any"]
+    operands: tuple[Operand, ...]
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Truth:
+    """A boolean attribute on its own: `context.deidentified`."""
+
+    attribute: AttributeRef
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Not:
+    operand: "Expression"
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class AllOf:
+    """Conditions joined by `and`."""
+
+    operands: tuple["Expression", ...]
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    """Conditions joined by `or`."""
+
+    operands: tuple["Expression", ...]
+    span: Span = _span()
+
+
+Expression = Union[Comparison, Membership, Has, Truth, Not, AllOf, AnyOf]
+
+
+# ---- declarations -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A declared obligation parameter: `at: time`."""
+
+    name: str
+    type: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class VocabularyValue:
+    name: str
+    label: str | None
+    parameters: tuple[Parameter, ...] = ()
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """`vocabulary resource.tier { open "普遍开放类" ... }`."""
+
+    attribute: str
+    values: tuple[VocabularyValue, ...]
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Translation:
+    language: Literal["zh", "en"]
+    text: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Argument:
+    name: str
+    value: Operand
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class ObligationRef:
+    """`destroy_on_expiry(at: grant.expires)` in a rule's `oblige` clause."""
+
+    name: str
+    arguments: tuple[Argument, ...] = ()
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Effect:
+    """`permit when <condition>`, `deny always`, `on permit when …`, `deny otherwise`.
+
+    `condition` None means always; `otherwise` marks the default-deny rule.
+    """
+
+    effect: Literal["permit", "deny", "on permit"]
+    condition: Expression | None
+    otherwise: bool = False
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A rule as written. Clauses may repeat or be missing here; `check` says so."""
+
+    id: str
+    citations: tuple[Text, ...]
+    messages: tuple[Translation, ...]
+    effects: tuple[Effect, ...]
+    requires_grant: bool
+    obligations: tuple[ObligationRef, ...]
+    span: Span = _span()
+    id_span: Span = _span()
+
+
+@dataclass(frozen=True)
+class GrantClause:
+    """One line of a grant: `tier conditional`, `expires 2027-...`; `values` as written."""
+
+    keyword: str
+    values: tuple[Operand, ...]
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A grant as written; `check` turns its clauses into a typed, validated grant."""
+
+    id: str
+    clauses: tuple[GrantClause, ...]
+    span: Span = _span()
+    id_span: Span = _span()
+
+
+Declaration = Union[Vocabulary, Rule, Grant]
+
+
+@dataclass(frozen=True)
+class Comment:
+    """A `#` comment, kept so the formatter can put it back."""
+
+    text: str
+    line: int
+    column: int
+
+
+@dataclass(frozen=True)
+class PolicyFile:
+    path: str
+    declarations: tuple[Declaration, ...]
+    comments: tuple[Comment, ...] = field(default=(), compare=False)

@@ -1,0 +1,306 @@
+"""Parse policy text into the syntax tree (`ast`), or into diagnostics a person can act on."""
+
+from __future__ import annotations
+
+import re
+import threading
+from functools import lru_cache
+from importlib import resources
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from . import ast
+from .diagnostics import Diagnostic, DiagnosticError, Span, did_you_mean, span_of
+
+
+# Lark calls lexer callbacks for ignored terminals too; that is how comments survive. The
+# parser is built once, so the callback appends to the list of whichever parse is running
+# on this thread.
+_comment_sink = threading.local()
+
+
+def _collect_comment(token: Token) -> Token:
+    _comment_sink.comments.append(ast.Comment(str(token), token.line, token.column))
+    return token
+
+
+@lru_cache(maxsize=1)
+def _lark() -> Lark:
+    grammar = resources.files(__package__).joinpath("tiergate.lark").read_text(encoding="utf-8")
+    return Lark(grammar, parser="lalr", lexer="contextual", propagate_positions=True,
+                maybe_placeholders=False, lexer_callbacks={"COMMENT": _collect_comment})
+
+
+def _token_span(token: Token, file: str) -> Span:
+    return Span(file, token.line, token.column, token.end_line, token.end_column)
+
+
+_ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t"}
+
+
+def _decode_string(token: Token) -> str:
+    body = str(token)[1:-1]
+    return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(0)), body)
+
+
+def _effect_name(token: Token) -> str:
+    return " ".join(str(token).split())  # "on   permit" -> "on permit"
+
+
+@v_args(meta=True)
+class _ToAst(Transformer):
+    """One method per grammar rule; each builds one `ast` node with its span."""
+
+    def __init__(self, file: str):
+        super().__init__()
+        self.file = file
+
+    def _span(self, meta) -> Span:
+        return span_of(meta, self.file)
+
+    # -- operands
+    def symbol(self, meta, children):
+        return ast.Symbol(str(children[0]), self._span(meta))
+
+    def text(self, meta, children):
+        return ast.Text(_decode_string(children[0]), self._span(meta))
+
+    def instant(self, meta, children):
+        return ast.Instant(str(children[0]), self._span(meta))
+
+    def attribute(self, meta, children):
+        return ast.AttributeRef(str(children[0]), self._span(meta))
+
+    def value_list(self, meta, children):
+        return tuple(children)
+
+    # -- conditions
+    def _attr(self, token: Token) -> ast.AttributeRef:
+        return ast.AttributeRef(str(token), _token_span(token, self.file))
+
+    def comparison(self, meta, children):
+        attribute, operator, operand = children
+        return ast.Comparison(self._attr(attribute), str(operator), operand, self._span(meta))
+
+    def membership(self, meta, children):
+        attribute, keyword, operands = children
+        negated = str(keyword).startswith("not")
+        return ast.Membership(self._attr(attribute), negated, operands, self._span(meta))
+
+    def has(self, meta, children):
+        attribute, operand = children
+        return ast.Has(self._attr(attribute), "all", (operand,), self._span(meta))
+
+    def has_quantified(self, meta, children):
+        attribute, quantifier, operands = children
+        return ast.Has(self._attr(attribute), str(quantifier), operands, self._span(meta))
+
+    def truth(self, meta, children):
+        return ast.Truth(self._attr(children[0]), self._span(meta))
+
+    def negated(self, meta, children):
+        return ast.Not(children[0], self._span(meta))
+
+    def all_of(self, meta, children):
+        return ast.AllOf(tuple(children), self._span(meta))
+
+    def any_of(self, meta, children):
+        return ast.AnyOf(tuple(children), self._span(meta))
+
+    # -- vocabulary
+    def parameter(self, meta, children):
+        name, type_name = children
+        return ast.Parameter(str(name), str(type_name), self._span(meta))
+
+    def parameters(self, meta, children):
+        return tuple(children)
+
+    def vocabulary_value(self, meta, children):
+        name = str(children[0])
+        label = None
+        parameters: tuple = ()
+        for child in children[1:]:
+            if isinstance(child, tuple):
+                parameters = child
+            else:
+                label = _decode_string(child)
+        return ast.VocabularyValue(name, label, parameters, self._span(meta))
+
+    def vocabulary(self, meta, children):
+        name, *values = children
+        return ast.Vocabulary(str(name), tuple(values), self._span(meta))
+
+    # -- rules
+    def cite(self, meta, children):
+        return ("cite", ast.Text(_decode_string(children[0]), self._span(meta)))
+
+    def translation(self, meta, children):
+        language, text = children
+        return ast.Translation(str(language), _decode_string(text), self._span(meta))
+
+    def message(self, meta, children):
+        return ("message", tuple(children))
+
+    def effect(self, meta, children):
+        effect, condition = children
+        return ("effect", ast.Effect(_effect_name(effect), condition, False, self._span(meta)))
+
+    def effect_always(self, meta, children):
+        return ("effect", ast.Effect(_effect_name(children[0]), None, False, self._span(meta)))
+
+    def effect_otherwise(self, meta, children):
+        return ("effect", ast.Effect(_effect_name(children[0]), None, True, self._span(meta)))
+
+    def requires_grant(self, meta, children):
+        return ("requires_grant", True)
+
+    def argument(self, meta, children):
+        name, value = children
+        return ast.Argument(str(name), value, self._span(meta))
+
+    def obligation(self, meta, children):
+        name, *arguments = children
+        return ast.ObligationRef(str(name), tuple(arguments), self._span(meta))
+
+    def oblige(self, meta, children):
+        return ("oblige", tuple(children))
+
+    def rule(self, meta, children):
+        ident, *clauses = children
+        citations, messages, effects, obligations = [], [], [], []
+        requires_grant = False
+        for kind, value in clauses:
+            if kind == "cite":
+                citations.append(value)
+            elif kind == "message":
+                messages.extend(value)
+            elif kind == "effect":
+                effects.append(value)
+            elif kind == "oblige":
+                obligations.extend(value)
+            elif kind == "requires_grant":
+                requires_grant = True
+        return ast.Rule(str(ident), tuple(citations), tuple(messages), tuple(effects),
+                        requires_grant, tuple(obligations), self._span(meta),
+                        _token_span(ident, self.file))
+
+    # -- grants: every clause becomes a GrantClause named by its keyword
+    def _clause(keyword: str, operand_kind):  # noqa: N805 - a method factory
+        def build(self, meta, children):
+            values = tuple(operand_kind(self, token) for token in children)
+            return ast.GrantClause(keyword, values, self._span(meta))
+        return build
+
+    def _as_symbol(self, token: Token) -> ast.Symbol:
+        return ast.Symbol(str(token), _token_span(token, self.file))
+
+    def _as_text(self, token: Token) -> ast.Text:
+        return ast.Text(_decode_string(token), _token_span(token, self.file))
+
+    def _as_instant(self, token: Token) -> ast.Instant:
+        return ast.Instant(str(token), _token_span(token, self.file))
+
+    grantee = _clause("grantee", _as_symbol)
+    tiers = _clause("tier", _as_symbol)
+    catalog = _clause("catalog", _as_symbol)
+    datasets = _clause("dataset", _as_symbol)
+    purposes = _clause("purpose", _as_symbol)
+    actions = _clause("action", _as_symbol)
+    approved_by = _clause("approved_by", _as_symbol)
+    agreement = _clause("agreement", _as_text)
+    expires = _clause("expires", _as_instant)
+
+    def grant(self, meta, children):
+        ident, *clauses = children
+        return ast.Grant(str(ident), tuple(clauses), self._span(meta), _token_span(ident, self.file))
+
+    def start(self, meta, children):
+        return tuple(children)
+
+
+# What a person should read instead of a terminal's name.
+_TERMINAL_WORDS = {
+    "SYMBOL": "a name such as medical_service",
+    "IDENT": "an id such as fz-2026-017",
+    "STRING": 'a quoted text such as "福州办法 第十八条"',
+    "INSTANT": "an instant such as 2027-06-30T00:00:00+08:00",
+    "ATTRIBUTE": "an attribute such as resource.tier",
+    "VOCABULARY_NAME": "an attribute to declare values for, such as resource.catalog_class",
+    "COMPARATOR": "a comparison (==, !=, <, <=, >, >=)",
+    "EFFECT": "permit, deny or on permit",
+    "LANGUAGE": "zh or en",
+    "IN": "in / not in",
+    "QUANTIFIER": "all or any",
+    "$END": "the end of the file",
+}
+
+
+def _describe_expected(parser: Lark, names) -> list[str]:
+    words = []
+    for name in sorted(set(names)):
+        if name in _TERMINAL_WORDS:
+            words.append(_TERMINAL_WORDS[name])
+            continue
+        try:
+            pattern = parser.get_terminal(name).pattern
+        except KeyError:
+            words.append(name)
+            continue
+        words.append(f"'{pattern.value}'" if pattern.type == "str" else name.lower())
+    return sorted(set(words))
+
+
+def _literal_keywords(parser: Lark, names) -> list[str]:
+    out = []
+    for name in names:
+        try:
+            pattern = parser.get_terminal(name).pattern
+        except KeyError:
+            continue
+        if pattern.type == "str" and pattern.value.isalpha():
+            out.append(pattern.value)
+    if "EFFECT" in names:
+        out += ["permit", "deny"]
+    return out
+
+
+def _syntax_diagnostic(error: UnexpectedInput, file: str, text: str) -> Diagnostic:
+    parser = _lark()
+    line, column = error.line, error.column
+    if isinstance(error, UnexpectedToken) and error.token.type == "$END":
+        found, width = "the end of the file", 1
+        lines = text.splitlines() or [""]
+        line, column = len(lines), len(lines[-1]) + 1
+    elif isinstance(error, UnexpectedToken):
+        found, width = f"'{error.token}'", max(len(str(error.token)), 1)
+    elif isinstance(error, UnexpectedCharacters):
+        rest = text.splitlines()[line - 1][column - 1:] if line >= 1 else ""
+        word = re.match(r"\S+", rest)
+        found = f"'{word.group(0)}'" if word else "a character it cannot read"
+        width = len(word.group(0)) if word else 1
+    else:
+        found, width = "the end of the file", 1
+    expected_names = getattr(error, "expected", None) or getattr(error, "allowed", None) or set()
+    expected = _describe_expected(parser, expected_names)
+    help_line = None
+    if found.startswith("'"):
+        help_line = did_you_mean(found.strip("'"), _literal_keywords(parser, expected_names))
+    if not help_line and '"' in found and found.count('"') % 2:
+        help_line = "a text is missing its closing quote"
+    message = f"unexpected {found}"
+    if expected:
+        message += "; expected " + (expected[0] if len(expected) == 1 else "one of: " + ", ".join(expected))
+    span = Span(file, line, column, line, column + width)
+    return Diagnostic("TG100", message, span, help_line)
+
+
+def parse_policy(text: str, file: str) -> ast.PolicyFile:
+    """Parse one policy file. Raises DiagnosticError on a syntax error."""
+    _comment_sink.comments = comments = []
+    try:
+        tree = _lark().parse(text)
+    except UnexpectedInput as error:
+        raise DiagnosticError([_syntax_diagnostic(error, file, text)]) from None
+    declarations = _ToAst(file).transform(tree)
+    return ast.PolicyFile(file, declarations, tuple(comments))
