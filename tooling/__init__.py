@@ -1,0 +1,1 @@
+"""Tools for compliance officers: policy tests, formatter, lint, diff, explanations, reports."""
