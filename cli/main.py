@@ -14,6 +14,7 @@ import sys
 SUBCOMMANDS = (
     "check",
     "decide",
+    "explain",
 )
 
 

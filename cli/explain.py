@@ -1,0 +1,66 @@
+"""`tiergate explain POLICY_DIR REQUEST`: why one request is permitted or denied.
+
+Shows the path through the decision tree, every rule the tree considered with each condition
+(✓/✗) and its value, the requester's grants (bound, or why not), the obligations and the
+final effect with its citations — in Chinese, English or both. `--format json` prints the
+decision with its `explanation` dict instead.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from tiergate.engine import RequestError
+from tiergate.engine.timeutil import parse_instant
+from tiergate.tooling.explain_text import LANGS, render_explanation
+
+from .common import add_error_format, load_or_report
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "explain", help="explain one decision: tree path, conditions, grants, citations")
+    parser.add_argument("policy_dir", metavar="POLICY_DIR")
+    parser.add_argument("request", metavar="REQUEST",
+                        help="a JSON request file, or - for stdin")
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument("--lang", choices=LANGS, default="both",
+                        help="language of the text (default: both)")
+    parser.add_argument("--now", metavar="INSTANT",
+                        help="the time for a request without context.time (default: the clock)")
+    add_error_format(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    policy = load_or_report(args.policy_dir, args.error_format)
+    if policy is None:
+        return 1
+    try:
+        now = parse_instant(args.now) if args.now else None
+    except ValueError as problem:
+        print(f"error: --now {args.now!r} is not an instant: {problem}", file=sys.stderr)
+        return 1
+    try:
+        if args.request == "-":
+            text = sys.stdin.read()
+        else:
+            with open(args.request, encoding="utf-8") as f:
+                text = f.read()
+        request = json.loads(text)
+    except (OSError, ValueError) as problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
+    try:
+        decision = policy.decide(request, now=now, explain=True)
+    except RequestError as error:
+        if args.format == "json":
+            print(json.dumps(error.to_dict(), ensure_ascii=False, indent=2))
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if args.format == "json":
+        print(json.dumps(decision.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        sys.stdout.write(render_explanation(decision.explanation, args.lang))
+    return 0
