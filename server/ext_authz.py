@@ -1,0 +1,225 @@
+"""Envoy's external authorization API (`envoy.service.auth.v3.Authorization/Check`).
+
+An Envoy or Istio proxy asks before forwarding each HTTP request. The gateway mapping
+(server/mapping.py) turns the request into a Tiergate request; the current policy set decides.
+
+- PERMIT → status OK, and headers for the upstream: the decision id, the obligations (compact
+  JSON), the grant id and the policy revision.
+- DENY → status PERMISSION_DENIED, HTTP 403, a JSON body with the reasons and citations (zh, en).
+- A request the mapping cannot complete, or that names a value the policy does not declare, is
+  denied the same way (403) with a reason naming what was missing — never permitted.
+- An unexpected failure is denied with 500: the proxy never sees a gRPC error it might be
+  configured (failure_mode_allow) to let through.
+
+Wiring: `add_ext_authz(server, policy_source, mapping)`; `policy_source` is a zero-argument
+callable returning the PolicySet being served, so a reload is seen by the next call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any, Callable, Mapping
+
+from envoy.config.core.v3 import base_pb2
+from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
+from envoy.type.v3 import http_status_pb2
+from google.protobuf import json_format, struct_pb2
+from google.rpc import code_pb2, status_pb2
+
+from tiergate.engine import Decision, PolicySet, RequestError
+
+from .mapping import GatewayMapping, MappingError
+
+log = logging.getLogger("tiergate.ext_authz")
+
+DECISION_ID = "x-tiergate-decision-id"
+OBLIGATIONS = "x-tiergate-obligations"
+GRANT_ID = "x-tiergate-grant-id"
+POLICY_REVISION = "x-tiergate-policy-revision"
+# SECURITY: the upstream trusts these headers, so Tiergate always sets or removes every one of
+# them; a client cannot smuggle its own copy past a permit.
+UPSTREAM_HEADERS = (DECISION_ID, OBLIGATIONS, GRANT_ID, POLICY_REVISION)
+# Envoy reports the decision in its dynamic metadata under the ext_authz filter's name, for
+# access logs: %DYNAMIC_METADATA(envoy.filters.http.ext_authz:decision_id)%.
+
+_OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+_JSON = "application/json; charset=utf-8"
+
+PolicySource = Callable[[], PolicySet]
+MappingSource = Callable[[], GatewayMapping]
+
+
+class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
+    """Answers Envoy's Check with Tiergate decisions."""
+
+    def __init__(self, policy_source: PolicySource, mapping: GatewayMapping | MappingSource):
+        self._policy_source = policy_source
+        # A plain mapping or a callable (so a holder can reload the mapping file too).
+        self._mapping_source = mapping if callable(mapping) else (lambda: mapping)
+
+    def Check(self, request: external_auth_pb2.CheckRequest, context) -> external_auth_pb2.CheckResponse:
+        try:
+            return self.check(request)
+        except Exception:  # noqa: BLE001 — any failure must still be a denial, never a pass
+            error_id = _error_id()
+            log.exception("ext_authz check failed (decision id %s)", error_id)
+            body = {"effect": "DENY", "error": "internal", "decision_id": error_id,
+                    "reasons": [_reason("internal", "授权服务内部错误，请求被拒绝",
+                                        "internal error in the authorization service; "
+                                        "the request is denied")]}
+            return _denied(code_pb2.INTERNAL, http_status_pb2.InternalServerError, body,
+                           error_id, None)
+
+    def check(self, request: external_auth_pb2.CheckRequest) -> external_auth_pb2.CheckResponse:
+        http = request.attributes.request.http
+        mapping = self._mapping_source()
+        try:
+            tiergate_request = mapping.translate(
+                method=http.method, path=http.path, headers=_headers(http),
+                claims=_claims(request.attributes.metadata_context, mapping))
+        except MappingError as error:
+            return _mapping_denied(error)
+        policy = self._policy_source()
+        try:
+            decision = policy.decide(tiergate_request)
+        except RequestError as error:
+            return _request_denied(error, policy.revision)
+        if decision.permitted:
+            return _permitted(decision)
+        return _decision_denied(decision)
+
+
+def add_ext_authz(server, policy_source: PolicySource,
+                  mapping: GatewayMapping | MappingSource) -> ExtAuthzServicer:
+    """Serve envoy.service.auth.v3.Authorization on `server` (a grpc.Server)."""
+    servicer = ExtAuthzServicer(policy_source, mapping)
+    external_auth_pb2_grpc.add_AuthorizationServicer_to_server(servicer, server)
+    undeclared = []
+    try:
+        undeclared = servicer._mapping_source().undeclared_values(policy_source().vocabularies)
+    except Exception:  # noqa: BLE001 — a warning only; no policy may be loaded yet
+        pass
+    for warning in undeclared:
+        log.warning("gateway mapping: %s (requests using it are denied)", warning)
+    return servicer
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading the CheckRequest
+
+def _headers(http) -> Mapping[str, str]:
+    if http.headers:
+        return http.headers
+    # Envoy sends header_map instead when encode_raw_headers is on; repeated names are joined
+    # with a comma, as the plain map does (a doubled identity header then fails validation).
+    joined: dict[str, str] = {}
+    for header in http.header_map.headers:
+        value = header.raw_value.decode("utf-8", "replace") if header.raw_value else header.value
+        key = header.key.lower()
+        joined[key] = f"{joined[key]},{value}" if key in joined else value
+    return joined
+
+
+def _claims(metadata_context, mapping: GatewayMapping) -> Mapping[str, Any] | None:
+    by_filter = metadata_context.filter_metadata
+    if mapping.jwt_filter not in by_filter:
+        return None
+    fields = by_filter[mapping.jwt_filter].fields
+    for name in mapping.jwt_payloads:
+        if name in fields and fields[name].HasField("struct_value"):
+            return json_format.MessageToDict(fields[name].struct_value)
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing the CheckResponse
+
+def _permitted(decision: Decision) -> external_auth_pb2.CheckResponse:
+    obligations = json.dumps([o.to_dict() for o in decision.obligations],
+                             separators=(",", ":"), ensure_ascii=True)
+    headers = [(DECISION_ID, decision.decision_id), (OBLIGATIONS, obligations),
+               (POLICY_REVISION, decision.policy_revision)]
+    remove = []
+    if decision.grant_id is not None:
+        headers.append((GRANT_ID, decision.grant_id))
+    else:
+        remove.append(GRANT_ID)
+    ok = external_auth_pb2.OkHttpResponse(
+        headers=[_header(k, v) for k, v in headers], headers_to_remove=remove)
+    return external_auth_pb2.CheckResponse(
+        status=status_pb2.Status(code=code_pb2.OK), ok_response=ok,
+        dynamic_metadata=_metadata(decision.effect, decision.decision_id, decision.grant_id))
+
+
+def _decision_denied(decision: Decision) -> external_auth_pb2.CheckResponse:
+    body = {"effect": "DENY", "decision_id": decision.decision_id,
+            "policy_revision": decision.policy_revision,
+            "reasons": [{"rule_id": r.rule_id, "citation": r.citation, "message_zh": r.message_zh,
+                         "message_en": r.message_en} for r in decision.reasons]}
+    return _denied(code_pb2.PERMISSION_DENIED, http_status_pb2.Forbidden, body,
+                   decision.decision_id, decision.policy_revision)
+
+
+def _mapping_denied(error: MappingError) -> external_auth_pb2.CheckResponse:
+    error_id = _error_id()
+    body = {"effect": "DENY", "error": "mapping", "decision_id": error_id,
+            "reasons": [_reason("mapping", p.message_zh, p.message_en, p.attribute)
+                        for p in error.problems]}
+    return _denied(code_pb2.PERMISSION_DENIED, http_status_pb2.Forbidden, body, error_id, None)
+
+
+def _request_denied(error: RequestError, revision: str) -> external_auth_pb2.CheckResponse:
+    error_id = _error_id()
+    reasons = []
+    for p in error.problems:
+        zh = f"请求：{p.attribute} 的值不被策略接受（{p.message}）"
+        if p.allowed:
+            zh = f"请求：{p.attribute} 的值 {p.value!r} 未在策略中声明；允许的值：{'、'.join(p.allowed)}"
+        if p.value is None:
+            zh = f"请求：缺少 {p.attribute}"
+        reasons.append(_reason("request", zh, "request: " + p.message, p.attribute))
+    body = {"effect": "DENY", "error": "invalid_request", "decision_id": error_id,
+            "policy_revision": revision, "reasons": reasons,
+            "problems": [p.to_dict() for p in error.problems]}
+    return _denied(code_pb2.PERMISSION_DENIED, http_status_pb2.Forbidden, body, error_id, revision)
+
+
+def _denied(code: int, http_code: int, body: dict, decision_id: str,
+            revision: str | None) -> external_auth_pb2.CheckResponse:
+    headers = [("content-type", _JSON), (DECISION_ID, decision_id)]
+    if revision is not None:
+        headers.append((POLICY_REVISION, revision))
+    first = body["reasons"][0]["message_en"] if body.get("reasons") else body["effect"]
+    denied = external_auth_pb2.DeniedHttpResponse(
+        status=http_status_pb2.HttpStatus(code=http_code),
+        headers=[_header(k, v) for k, v in headers],
+        body=json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+    return external_auth_pb2.CheckResponse(
+        status=status_pb2.Status(code=code, message=first), denied_response=denied,
+        dynamic_metadata=_metadata("DENY", decision_id, None))
+
+
+def _reason(rule_id: str, zh: str, en: str, attribute: str | None = None) -> dict:
+    out = {"rule_id": rule_id, "citation": "", "message_zh": zh, "message_en": en}
+    if attribute is not None:
+        out["attribute"] = attribute
+    return out
+
+
+def _header(key: str, value: str) -> base_pb2.HeaderValueOption:
+    return base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key=key, value=value),
+                                      append_action=_OVERWRITE)
+
+
+def _metadata(effect: str, decision_id: str, grant_id: str | None) -> struct_pb2.Struct:
+    metadata = struct_pb2.Struct()
+    metadata.update({"effect": effect, "decision_id": decision_id,
+                     **({"grant_id": grant_id} if grant_id else {})})
+    return metadata
+
+
+def _error_id() -> str:
+    # Denials that never reached the engine still get an id, to match the log with the 403.
+    return "m-" + uuid.uuid4().hex[:20]
