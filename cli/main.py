@@ -15,6 +15,9 @@ SUBCOMMANDS = (
     "check",
     "decide",
     "explain",
+    "diff",
+    "report",
+    "fmt",
 )
 
 
