@@ -286,6 +286,8 @@ def _syntax_diagnostic(error: UnexpectedInput, file: str, text: str) -> Diagnost
     help_line = None
     if found.startswith("'"):
         help_line = did_you_mean(found.strip("'"), _literal_keywords(parser, expected_names))
+    if found == "'='":
+        help_line = "to compare, write == (two equals signs)"
     if not help_line and '"' in found and found.count('"') % 2:
         help_line = "a text is missing its closing quote"
     message = f"unexpected {found}"
