@@ -14,7 +14,9 @@ import sys
 SUBCOMMANDS = (
     "check",
     "decide",
+    "serve",
     "explain",
+    "test",
     "diff",
     "report",
     "fmt",
