@@ -1,0 +1,56 @@
+"""`tiergate serve [POLICY_DIR] --listen HOST:PORT [--workers N] [--config FILE]`: the gRPC service.
+
+Serves tiergate.v1.Authorizer, gRPC health and reflection on one port, reloads the policy
+directory when it changes, and drains calls in flight on SIGTERM. Settings may also come from
+a TOML file (--config or TIERGATE_CONFIG) and TIERGATE_* environment variables; see
+tiergate.server.config. Exit codes: 0 stopped cleanly, 1 error (bad config, policy that does
+not load, address in use, a worker died).
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("serve", help="serve decisions over gRPC (and reload policies)")
+    parser.add_argument("policy_dir", metavar="POLICY_DIR", nargs="?",
+                        help="the policy directory (or policy_dir in the config, TIERGATE_POLICY_DIR)")
+    parser.add_argument("--listen", metavar="HOST:PORT",
+                        help="address to serve on (default 127.0.0.1:50051; port 0 picks one)")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="server processes sharing the port (default 1)")
+    parser.add_argument("--config", metavar="FILE", help="a TOML file with the settings")
+    parser.add_argument("--cache-size", type=int, metavar="N",
+                        help="decisions kept per process (0 turns the cache off)")
+    parser.add_argument("--reload-interval", type=float, metavar="SECONDS",
+                        help="seconds between checks of POLICY_DIR (0 turns reloading off)")
+    parser.add_argument("--max-message-bytes", type=int, metavar="N",
+                        help="largest request accepted (default 4 MiB)")
+    parser.add_argument("--drain-seconds", type=float, metavar="SECONDS",
+                        help="how long SIGTERM waits for calls in flight (default 10)")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="gRPC handler threads per process (default 8)")
+    parser.add_argument("--log-level", metavar="LEVEL", help="DEBUG, INFO (default), WARNING")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from tiergate.server.config import ConfigError, load_config
+    from tiergate.server.logs import configure_logging
+
+    flags = {"policy_dir": args.policy_dir, "listen": args.listen, "workers": args.workers,
+             "cache_size": args.cache_size, "reload_interval": args.reload_interval,
+             "max_message_bytes": args.max_message_bytes, "drain_seconds": args.drain_seconds,
+             "threads": args.threads, "log_level": args.log_level}
+    try:
+        config = load_config(flags, config_file=args.config)
+    except ConfigError as problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
+    configure_logging(config.log_level)
+    if config.workers > 1:
+        from tiergate.server.workers import run_workers
+        return run_workers(config)
+    from tiergate.server.app import serve
+    return serve(config)

@@ -1,0 +1,165 @@
+"""Build, start and drain one Tiergate gRPC server process.
+
+Services on the port: tiergate.v1.Authorizer (service.py), grpc.health.v1.Health (SERVING while
+the process serves; NOT_SERVING once draining) and server reflection (so grpcurl and similar
+tools can list and call the services).
+
+Adding a service — the registration contract
+--------------------------------------------
+Every module named in SERVICE_MODULES defines
+
+    def register(server: grpc.Server, holder: PolicyHolder, config: ServeConfig) -> object
+
+which adds its handlers to `server` (not yet started) and returns anything (kept in
+RunningServer.services under the module's short name). The module also defines
+`SERVICE_NAME` (or `SERVICE_NAMES`, a tuple): the full gRPC service names it serves, which
+are listed in reflection and reported SERVING by the health service.
+
+A handler reads `holder.current` (a holder.Snapshot: policy set, load time, decision cache)
+once per call and uses only that snapshot; `holder.clock()` is the time for requests that give
+none; `holder.on_swap(listener)` announces every reload. Adding Envoy ext_authz is one line:
+append "tiergate.server.ext_authz" to SERVICE_MODULES.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import signal
+import sys
+import threading
+from concurrent import futures
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from tiergate.engine import PolicySet, load_policy_set
+from tiergate.engine.timeutil import now_micros
+
+from .config import ServeConfig
+from .holder import Clock, PolicyHolder
+from .reload import PolicyWatcher
+
+log = logging.getLogger("tiergate.server")
+
+SERVICE_MODULES: tuple[str, ...] = (
+    "tiergate.server.service",
+)
+
+
+def service_names(module) -> tuple[str, ...]:
+    names = getattr(module, "SERVICE_NAMES", None)
+    return tuple(names) if names else (module.SERVICE_NAME,)
+
+
+@dataclass
+class RunningServer:
+    """A started server: its bound port, the policy it serves, and how to stop it."""
+
+    server: grpc.Server
+    port: int
+    holder: PolicyHolder
+    health: health.HealthServicer
+    watcher: PolicyWatcher | None
+    services: dict[str, Any] = field(default_factory=dict)
+    names: tuple[str, ...] = ()
+
+    def stop(self, grace: float | None = None) -> None:
+        """Refuse new calls, let calls in flight finish for up to `grace` seconds, stop."""
+        self.health.enter_graceful_shutdown()  # health checks now answer NOT_SERVING
+        if self.watcher is not None:
+            self.watcher.stop()
+        self.server.stop(grace).wait()
+
+
+def server_options(config: ServeConfig) -> list[tuple[str, Any]]:
+    return [
+        # An oversized message is refused (RESOURCE_EXHAUSTED) before it is parsed; other
+        # calls on the same port are not affected.
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+        # --workers N: every process binds the same port and the kernel spreads connections.
+        ("grpc.so_reuseport", 1),
+    ]
+
+
+def start_server(config: ServeConfig, *, policy: PolicySet | None = None,
+                 clock: Clock = now_micros) -> RunningServer:
+    """Load the policy (unless given), start serving on config.listen, start watching.
+
+    Raises DiagnosticError when the policy set does not load, RuntimeError when the address
+    cannot be bound. Port 0 picks a free port: see RunningServer.port.
+    """
+    if policy is None:
+        policy = load_policy_set(config.policy_dir)
+    holder = PolicyHolder(policy, policy_dir=str(config.policy_dir),
+                          cache_size=config.cache_size, clock=clock)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.threads,
+                                                    thread_name_prefix="tiergate-rpc"),
+                         options=server_options(config))
+    services: dict[str, Any] = {}
+    names: list[str] = []
+    for module_name in SERVICE_MODULES:
+        module = importlib.import_module(module_name)
+        services[module_name.rsplit(".", 1)[-1]] = module.register(server, holder, config)
+        names.extend(service_names(module))
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ("", *names):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    all_names = (*names, health.SERVICE_NAME, reflection.SERVICE_NAME)
+    reflection.enable_server_reflection(all_names, server)
+    port = server.add_insecure_port(config.listen)
+    if port == 0:
+        raise RuntimeError(f"cannot listen on {config.listen}")
+    server.start()
+    watcher = None
+    if config.reload_interval > 0:
+        watcher = PolicyWatcher(holder, interval=config.reload_interval).start()
+    return RunningServer(server, port, holder, health_servicer, watcher, services, all_names)
+
+
+def serve(config: ServeConfig, *, ready_message: bool = True) -> int:
+    """Run one server process until SIGTERM or SIGINT, then drain; the process's exit code."""
+    from tiergate.engine import DiagnosticError
+    from tiergate.grammar.diagnostics import render_plain
+
+    try:
+        running = start_server(config)
+    except DiagnosticError as error:
+        print(render_plain(error.diagnostics), file=sys.stderr)
+        print(f"error: the policy set in {config.policy_dir} did not load", file=sys.stderr)
+        return 1
+    except RuntimeError as problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum, frame):
+        received.append(signum)
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        host = config.listen.rpartition(":")[0]
+        if ready_message:
+            # Tests and scripts wait for this line; keep its shape.
+            served = ", ".join(n for n in running.names
+                               if n not in (health.SERVICE_NAME, reflection.SERVICE_NAME))
+            print(f"tiergate: serving {served} on {host}:{running.port} "
+                  f"policy {running.holder.current.policy.revision}", flush=True)
+        while not stop.wait(3600):
+            pass
+        service = running.services.get("service")
+        in_flight = service.in_flight.count if service is not None else 0
+        log.info("signal %s: draining %d call(s) in flight (up to %.1fs)",
+                 signal.Signals(received[0]).name, in_flight, config.drain_seconds)
+        running.stop(config.drain_seconds)
+        log.info("stopped")
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return 0

@@ -1,0 +1,100 @@
+"""How `tiergate serve` is configured: CLI flags, then TIERGATE_* variables, then a TOML file.
+
+    # tiergate.toml
+    policy_dir = "policies"
+    listen = "0.0.0.0:50051"
+    workers = 2
+    cache_size = 100000
+    reload_interval = 1.0        # seconds between polls of policy_dir; 0 turns watching off
+    max_message_bytes = 4194304  # larger requests are refused with RESOURCE_EXHAUSTED
+    drain_seconds = 10.0         # how long SIGTERM waits for calls in flight
+    threads = 8                  # gRPC handler threads per process
+
+Each key can be set as an environment variable, TIERGATE_<KEY> (TIERGATE_LISTEN,
+TIERGATE_POLICY_DIR, ...), and the file itself named with TIERGATE_CONFIG. A flag beats a
+variable, which beats the file, which beats the default. Unknown keys are errors: a typo in a
+production config should stop the server, not be ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "TIERGATE_"
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says which setting and why."""
+
+
+class ServeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    policy_dir: Path
+    listen: str = "127.0.0.1:50051"
+    workers: int = Field(1, ge=1, le=256)
+    threads: int = Field(8, ge=1, le=1024)
+    cache_size: int = Field(10_000, ge=0)
+    reload_interval: float = Field(1.0, ge=0)
+    max_message_bytes: int = Field(4 * 1024 * 1024, gt=0)
+    drain_seconds: float = Field(10.0, ge=0)
+    log_level: str = "INFO"
+
+    @field_validator("listen")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            raise ValueError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:50051, [::]:50051)")
+        return value
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    def with_listen_port(self, port: int) -> "ServeConfig":
+        host = self.listen.rpartition(":")[0]
+        return self.model_copy(update={"listen": f"{host}:{port}"})
+
+
+FIELDS = tuple(ServeConfig.model_fields)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as problem:
+        raise ConfigError(f"cannot read config file {path}: {problem.strerror}") from None
+    except tomllib.TOMLDecodeError as problem:
+        raise ConfigError(f"config file {path} is not TOML: {problem}") from None
+
+
+def from_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    return {name: environ[ENV_PREFIX + name.upper()] for name in FIELDS
+            if environ.get(ENV_PREFIX + name.upper())}
+
+
+def load_config(flags: Mapping[str, Any], *, config_file: str | Path | None = None,
+                environ: Mapping[str, str] | None = None) -> ServeConfig:
+    """Merge file < environment < flags (flags given as None are unset) and validate."""
+    environ = os.environ if environ is None else environ
+    config_file = config_file or environ.get(ENV_PREFIX + "CONFIG")
+    merged: dict[str, Any] = {}
+    if config_file:
+        merged.update(read_config_file(config_file))
+    merged.update(from_environment(environ))
+    merged.update({k: v for k, v in flags.items() if v is not None})
+    try:
+        return ServeConfig(**merged)
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            where = ".".join(str(p) for p in item["loc"]) or "config"
+            problems.append(f"{where}: {item['msg']}")
+        raise ConfigError("bad serve configuration: " + "; ".join(problems)) from None

@@ -1,0 +1,116 @@
+"""Between the wire and the engine: DecideRequest -> request dict, Decision -> proto.
+
+The engine validates; this module only reshapes. An enumerated or text attribute sent as ""
+is left out of the dict (proto3 cannot tell "" from absent), so a required one becomes the
+engine's "is required" error rather than a silent decision.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from google.protobuf import struct_pb2, timestamp_pb2
+
+from tiergate.engine import Decision, RequestError
+from tiergate.v1 import authorizer_pb2 as pb
+
+_EFFECTS = {"PERMIT": pb.PERMIT, "DENY": pb.DENY}
+
+_SUBJECT_TEXT = ("id", "org_id", "org_type", "region")
+_RESOURCE_TEXT = ("id", "catalog_class", "tier", "owner_org_id")
+
+
+def micros_of(timestamp: timestamp_pb2.Timestamp) -> int:
+    return timestamp.seconds * 1_000_000 + timestamp.nanos // 1_000
+
+
+def timestamp_of(micros: int) -> timestamp_pb2.Timestamp:
+    seconds, rest = divmod(micros, 1_000_000)
+    return timestamp_pb2.Timestamp(seconds=seconds, nanos=rest * 1_000)
+
+
+def request_time(message: pb.DecideRequest) -> int | None:
+    """context.time in µs since the epoch, or None when the request leaves it to the server."""
+    if message.HasField("context") and message.context.HasField("time"):
+        return micros_of(message.context.time)
+    return None
+
+
+def request_to_dict(message: pb.DecideRequest) -> dict:
+    """The contract's request dict, without context.time (the caller passes it as `now`).
+
+    Leaving the time out and handing it to PolicySet.decide as `now` decides exactly as an
+    RFC 3339 context.time would, without formatting and re-parsing an instant per call.
+    """
+    subject, resource, context = message.subject, message.resource, message.context
+    out_subject: dict[str, Any] = {"real_name_verified": subject.real_name_verified}
+    for key in _SUBJECT_TEXT:
+        value = getattr(subject, key)
+        if value:
+            out_subject[key] = value
+    out_resource: dict[str, Any] = {"personal": resource.personal}
+    for key in _RESOURCE_TEXT:
+        value = getattr(resource, key)
+        if value:
+            out_resource[key] = value
+    out_context: dict[str, Any] = {"deidentified": context.deidentified,
+                                   "consent": context.consent,
+                                   "security_assessment": context.security_assessment}
+    if context.storage_region:
+        out_context["storage_region"] = context.storage_region
+    out: dict[str, Any] = {"subject": out_subject, "resource": out_resource,
+                           "context": out_context}
+    if message.action:
+        out["action"] = message.action
+    if message.purpose:
+        out["purpose"] = message.purpose
+    return out
+
+
+def decision_to_proto(decision: Decision) -> pb.Decision:
+    out = pb.Decision(
+        effect=_EFFECTS[decision.effect],
+        grant_id=decision.grant_id or "",
+        obligations=[pb.Obligation(id=o.id, params=o.params) for o in decision.obligations],
+        reasons=[pb.Reason(rule_id=r.rule_id, effect=_EFFECTS[r.effect], citation=r.citation,
+                           message=r.message, message_zh=r.message_zh, message_en=r.message_en,
+                           grant_id=r.grant_id or "")
+                 for r in decision.reasons],
+        policy_revision=decision.policy_revision,
+        decision_id=decision.decision_id,
+    )
+    if decision.valid_until is not None:
+        out.valid_until.CopyFrom(timestamp_of(decision.valid_until))
+    if decision.explanation is not None:
+        out.explanation.CopyFrom(struct_of(decision.explanation))
+    return out
+
+
+def struct_of(value: Any) -> struct_pb2.Struct:
+    """A JSON-shaped mapping as a Struct; non-JSON leaves (tuples, sets, instants) as JSON would."""
+    struct = struct_pb2.Struct()
+    struct.update(json.loads(json.dumps(value, ensure_ascii=False, default=_jsonable)))
+    return struct
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    return str(value)
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+
+
+def request_error_to_proto(error: RequestError) -> pb.RequestError:
+    return pb.RequestError(
+        message=str(error),
+        problems=[pb.Problem(attribute=p.attribute, value=_text(p.value),
+                             allowed=[str(a) for a in p.allowed], message=p.message)
+                  for p in error.problems])

@@ -1,0 +1,91 @@
+"""Watch the policy directory and swap in each new policy set that compiles.
+
+Polling, not inotify: no new dependency, works on every filesystem and in containers with
+mounted config maps. Each poll reads the *.policy texts and hashes them (the policy revision);
+the texts are small, and hashing content rather than trusting mtimes catches two edits within
+one timestamp tick.
+
+A change is compiled only once the same content has been seen on two consecutive polls, so an
+editor that writes a file in several steps is not caught half-way. A set that does not compile
+is recorded (GetPolicyInfo, the log) and the last good policy keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from tiergate.engine import DiagnosticError, compile_sources
+from tiergate.engine.load import read_policy_sources, revision_of
+from tiergate.grammar.diagnostics import render_plain
+
+from .holder import PolicyHolder, ReloadFailure
+
+log = logging.getLogger("tiergate.server")
+
+
+class PolicyWatcher:
+    """A daemon thread that polls `holder.policy_dir` every `interval` seconds."""
+
+    def __init__(self, holder: PolicyHolder, *, interval: float):
+        self.holder = holder
+        self.interval = interval
+        self._stop = threading.Event()
+        self._seen: str | None = None  # revision read on the previous poll
+        self._thread = threading.Thread(target=self._run, name="tiergate-policy-watcher",
+                                        daemon=True)
+
+    def start(self) -> "PolicyWatcher":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=max(1.0, 2 * self.interval))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.poll()
+            except Exception:  # keep watching whatever happens; the old policy keeps serving
+                log.exception("policy watcher: unexpected error")
+
+    def poll(self) -> bool:
+        """Check the directory once; True if a new policy set was swapped in."""
+        directory = self.holder.policy_dir
+        try:
+            sources = read_policy_sources(directory)
+        except DiagnosticError as error:
+            self._fail(f"unreadable:{error}", error)
+            return False
+        revision = revision_of(sources, directory)
+        stable = revision == self._seen
+        self._seen = revision
+        current = self.holder.current.policy.revision
+        failure = self.holder.last_failure
+        if revision == current:
+            if failure is not None:  # the broken edit was reverted
+                self.holder.last_failure = None
+            return False
+        if not stable or (failure is not None and failure.revision == revision):
+            return False
+        try:
+            policy = compile_sources(sources, revision=revision)
+        except DiagnosticError as error:
+            self._fail(revision, error)
+            return False
+        self.holder.swap(policy)
+        return True
+
+    def _fail(self, revision: str, error: DiagnosticError) -> None:
+        failure = self.holder.last_failure
+        if failure is not None and failure.revision == revision:
+            return  # already reported
+        lines = tuple(render_plain([d]) for d in error.diagnostics)
+        count = sum(d.severity == "error" for d in error.diagnostics)
+        self.holder.record_failure(ReloadFailure(
+            revision=revision, failed_at=self.holder.clock(),
+            message=f"{self.holder.policy_dir}: {count} error{'s' if count != 1 else ''}; "
+                    f"still serving {self.holder.current.policy.revision}",
+            diagnostics=lines))
