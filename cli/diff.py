@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 
-from tiergate.tooling.diff import diff_policies, diff_to_dict, render_text
+from tiergate.tooling.diff import diff_policies
+from tiergate.tooling.diff_render import diff_to_dict, render_text
 
 from .common import add_error_format, load_or_report
 

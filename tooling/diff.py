@@ -15,6 +15,7 @@ report reads as a few lines rather than thousands.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 from itertools import product
 from typing import Iterator
@@ -33,6 +34,11 @@ DAY = 86_400_000_000
 GRANT_SCOPE = ("resource.tier", "resource.catalog_class", "purpose", "action")
 INDEXED = tuple(a.path for a in REQUEST_ATTRIBUTES if a.kind in (Kind.ENUM, Kind.BOOL))
 TEXTS = tuple(a.path for a in REQUEST_ATTRIBUTES if a.kind is Kind.TEXT)
+KIND_TITLES = {
+    "newly_permitted": "newly permitted 新增许可",
+    "newly_denied": "newly denied 新增拒绝",
+    "changed_details": "changed obligations/reasons 义务或理由变化",
+}
 INVALID = "INVALID"  # the side does not declare a value the request uses: refused, not decided
 
 
@@ -61,18 +67,24 @@ class Change:
     """A merged set of classes (a cube: each dimension ∈ its value set) and how it changed."""
 
     cube: dict  # dimension -> tuple of values (only dimensions not left at "any")
-    classes: int  # how many elementary classes the cube holds
+    classes: int  # how many elementary classes the cube holds (entries' cubes may overlap)
     old: Outcome
     new: Outcome
     example: dict  # a request (contract JSON) inside the cube
+    example_old: Outcome  # how each side decides the example, in full
+    example_new: Outcome
 
     @property
     def kind(self) -> str:
-        if self.old.effect != "PERMIT" and self.new.effect == "PERMIT":
-            return "newly_permitted"
-        if self.old.effect == "PERMIT" and self.new.effect != "PERMIT":
-            return "newly_denied"
-        return "changed_details"
+        return _kind(self.old, self.new)
+
+
+def _kind(old: Outcome, new: Outcome) -> str:
+    if old.effect != "PERMIT" and new.effect == "PERMIT":
+        return "newly_permitted"
+    if old.effect == "PERMIT" and new.effect != "PERMIT":
+        return "newly_denied"
+    return "changed_details"
 
 
 @dataclass(frozen=True)
@@ -83,6 +95,15 @@ class PolicyDiff:
     regions: int  # joint tree regions visited
     decided: int  # sub-classes decided on both sides
     space: "Space"
+    totals: dict  # kind -> number of elementary classes (disjoint, unlike the entries' cubes)
+
+    def kind_of(self, values: list) -> str | None:
+        """The kind of change reported for a request (values by slot), or None: no change."""
+        cell = self.space.cell_of(values)
+        for change in self.changes:
+            if all(cell[d] in allowed for d, allowed in change.cube.items()):
+                return change.kind
+        return None
 
     def of_kind(self, kind: str) -> list[Change]:
         return [c for c in self.changes if c.kind == kind]
@@ -177,6 +198,24 @@ class Space:
             values[SLOT[path]] = self.text_value(path, cell.get(path, OTHER), cell)
         values[TIME_SLOT] = self.instant(cell.get(TIME, 0))
         return values
+
+    def cell_of(self, values: list) -> dict:
+        """The class {dimension: class} a request (values by slot, time set) falls in."""
+        cell = {path: values[SLOT[path]] for path in INDEXED}
+        for path in TEXTS:
+            value, cls = values[SLOT[path]], OTHER
+            for candidate in self.domains[path]:
+                if candidate.startswith("="):
+                    other = values[SLOT[candidate[1:]]]
+                    if value is not None and value == other:
+                        cls = candidate
+                        break
+                elif value == candidate:
+                    cls = candidate
+                    break
+            cell[path] = cls
+        cell[TIME] = bisect_right(self.boundaries, values[TIME_SLOT])
+        return cell
 
     def request(self, cell: dict) -> dict:
         """The contract JSON of a cell's representative."""
@@ -325,20 +364,40 @@ def diff_policies(old: PolicySet, new: PolicySet) -> PolicyDiff:
             cube = tuple(partial.get(d) or (frozenset((assigned[d],)) if d in assigned
                                             else frozenset(space.domains[d]))
                          for d in space.dimensions)
-            if a.effect != b.effect:
-                # Obligations ride along with a new effect; grouping by them would split one
-                # widened grant into a dozen entries. The example shows them.
-                a, b = a.without_obligations(), b.without_obligations()
-            cells.setdefault((a, b), []).append(cube)
+            cells.setdefault(_group(a, b), []).append(cube)
     changes = []
+    totals = {kind: 0 for kind in KIND_TITLES}
     for (a, b), cubes in cells.items():
-        for cube in merge_cubes(cubes):
+        # INVARIANT: the cells of a group are disjoint, so their sizes add up; the expanded
+        # cubes shown may overlap and are not summed.
+        totals[_kind(a, b)] += sum(_size(c) for c in cubes)
+        for cube in expand_cubes(merge_cubes(cubes), space):
             changes.append(_change(space, cube, a, b))
     changes.sort(key=lambda c: (["newly_permitted", "newly_denied", "changed_details"].index(c.kind),
                                 c.new.rules, c.old.rules, _cube_sort_key(space, c.cube)))
     return PolicyDiff(tuple(changes), _vocabulary_changes(old, new),
                       {d: [_show_class(space, d, v) for v in space.domains[d]]
-                       for d in space.dimensions}, regions, decided, space)
+                       for d in space.dimensions}, regions, decided, space, totals)
+
+
+def _group(a: Outcome, b: Outcome) -> tuple[Outcome, Outcome]:
+    """What classes must share to be merged into one entry.
+
+    A new effect: the rules and grants on both sides; obligations ride along with the new effect
+    (grouping by them would split one widened grant into a dozen entries; the example shows
+    them). The same effect: only what changed (rules, grant, obligations dropped or added), so
+    removing a deny reads as one entry "no longer among the reasons", not one per combination
+    of the other denies that still apply.
+    """
+    if a.effect != b.effect:
+        return a.without_obligations(), b.without_obligations()
+    grant_changed = a.grant_id != b.grant_id
+    return (Outcome(a.effect, a.grant_id if grant_changed else None,
+                    tuple(sorted(set(a.rules) - set(b.rules))),
+                    tuple(sorted(set(a.obligations) - set(b.obligations)))),
+            Outcome(b.effect, b.grant_id if grant_changed else None,
+                    tuple(sorted(set(b.rules) - set(a.rules))),
+                    tuple(sorted(set(b.obligations) - set(a.obligations)))))
 
 
 def _cube_sort_key(space: Space, cube: dict) -> tuple:
@@ -362,6 +421,52 @@ def merge_cubes(cubes: list[tuple]) -> list[tuple]:
     return sorted(current, key=lambda c: tuple(sorted(map(str, s)) for s in c))
 
 
+def _size(cube: tuple) -> int:
+    n = 1
+    for values in cube:
+        n *= len(values)
+    return n
+
+
+def _covered(cube: tuple, disjoint: list[tuple]) -> bool:
+    """Whether the union of pairwise disjoint cubes holds `cube` (sizes of intersections add up)."""
+    total = 0
+    for other in disjoint:
+        n = 1
+        for mine, theirs in zip(cube, other):
+            n *= len(mine & theirs)
+            if not n:
+                break
+        total += n
+    return total == _size(cube)
+
+
+def expand_cubes(disjoint: list[tuple], space: Space) -> list[tuple]:
+    """Grow each cube along each dimension while the group's classes still cover it, then drop
+    cubes inside others: fewer, larger (possibly overlapping) descriptions of the same set."""
+    domains = [frozenset(space.domains[d]) for d in space.dimensions]
+    grown = []
+    for cube in sorted(disjoint, key=_size, reverse=True):
+        if any(all(a <= b for a, b in zip(cube, big)) for big in grown):
+            continue
+        cube = list(cube)
+        for index, domain in enumerate(domains):
+            if cube[index] == domain:
+                continue
+            trial = cube[:index] + [domain] + cube[index + 1:]
+            if _covered(tuple(trial), disjoint):
+                cube = trial
+                continue
+            for value in space.domains[space.dimensions[index]]:
+                if value not in cube[index]:
+                    trial = cube[:index] + [cube[index] | {value}] + cube[index + 1:]
+                    if _covered(tuple(trial), disjoint):
+                        cube = trial
+        grown.append(tuple(cube))
+    return [c for c in grown
+            if not any(c != o and all(a <= b for a, b in zip(c, o)) for o in grown)]
+
+
 def _change(space: Space, cube: tuple, old: Outcome, new: Outcome) -> Change:
     shown, classes = {}, 1
     cell = {}
@@ -373,11 +478,9 @@ def _change(space: Space, cube: tuple, old: Outcome, new: Outcome) -> Change:
             shown[dimension] = ordered
     # The example is decided again on both sides: what the report shows is what decide says.
     values = space.values(cell)
-    if old.effect != INVALID:
-        old = outcome(space.sides[0], values)
-    if new.effect != INVALID:
-        new = outcome(space.sides[1], space.values(cell))
-    return Change(shown, classes, old, new, space.request(cell))
+    example_old = old if old.effect == INVALID else outcome(space.sides[0], values)
+    example_new = new if new.effect == INVALID else outcome(space.sides[1], space.values(cell))
+    return Change(shown, classes, old, new, space.request(cell), example_old, example_new)
 
 
 def _show_class(space: Space, dimension: str, value):
@@ -409,132 +512,3 @@ def _vocabulary_changes(old: PolicySet, new: PolicySet) -> dict:
         if a != b and name not in out:
             out[name] = {"added": sorted(b - a), "removed": sorted(a - b)}
     return out
-
-
-# ---- presenting a diff ------------------------------------------------------------------
-
-KIND_TITLES = {
-    "newly_permitted": "newly permitted 新增许可",
-    "newly_denied": "newly denied 新增拒绝",
-    "changed_details": "changed obligations/reasons 义务或理由变化",
-}
-
-
-def _time_runs(space: Space, intervals: list[int]) -> list[str]:
-    """Adjacent time intervals merged: ['< a', '[b, c)', '>= d']."""
-    runs, start = [], None
-    for i in sorted(intervals) + [None]:
-        if start is None:
-            start = previous = i
-        elif i is not None and i == previous + 1:
-            previous = i
-            continue
-        else:
-            runs.append((start, previous))
-            start = previous = i
-    out, b = [], space.boundaries
-    for first, last in runs:
-        if first is None:
-            continue
-        lower = format_instant(b[first - 1], 480) if first > 0 else None
-        upper = format_instant(b[last], 480) if last < len(b) else None
-        out.append(f"[{lower}, {upper})" if lower and upper
-                   else f"< {upper}" if upper else f">= {lower}" if lower else "any time")
-    return out
-
-
-def _literal(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str) and value.startswith("="):
-        return value[1:]  # equal to another attribute
-    return str(value)
-
-
-def describe_values(space: Space, dimension: str, values: list) -> str:
-    """`attribute = v`, `attribute ∈ {…}` or, when shorter, `attribute ∉ {…}`."""
-    if dimension == TIME:
-        return f"{TIME} " + " or ".join(_time_runs(space, values))
-    domain = space.domains[dimension]
-    missing = [v for v in domain if v not in values]
-    if len(values) == 1:
-        return f"{dimension} = {_literal(values[0])}" if values[0] != OTHER else \
-            f"{dimension} ∉ {{{', '.join(_literal(v) for v in missing)}}}"
-    if len(missing) == 1 and missing[0] != OTHER:
-        return f"{dimension} ≠ {_literal(missing[0])}"
-    if len(missing) < len(values) and OTHER not in missing:
-        return f"{dimension} ∉ {{{', '.join(_literal(v) for v in missing)}}}"
-    return f"{dimension} ∈ {{{', '.join(_literal(v) for v in values)}}}"
-
-
-def describe_cube(space: Space, cube: dict) -> list[str]:
-    return [describe_values(space, d, cube[d]) for d in space.dimensions if d in cube] \
-        or ["every request"]
-
-
-def diff_to_dict(diff: PolicyDiff) -> dict:
-    space = diff.space
-    summary = {kind: {"entries": len(diff.of_kind(kind)),
-                      "classes": sum(c.classes for c in diff.of_kind(kind))}
-               for kind in KIND_TITLES}
-    return {
-        "changed": diff.changed,
-        "summary": summary,
-        "vocabulary": diff.vocabulary,
-        "changes": [{
-            "kind": c.kind,
-            "where": describe_cube(space, c.cube),
-            "cube": c.cube,
-            "classes": c.classes,
-            "old": c.old.to_dict(),
-            "new": c.new.to_dict(),
-            "example": c.example,
-        } for c in diff.changes],
-        "dimensions": diff.dimensions,
-        "time_boundaries": [format_instant(b, 480) for b in space.boundaries],
-        "regions": diff.regions,
-        "decided": diff.decided,
-    }
-
-
-def render_text(diff: PolicyDiff, old_name: str, new_name: str) -> str:
-    import json
-
-    space = diff.space
-    lines = [f"tiergate diff {old_name} → {new_name}"]
-    for name, change in diff.vocabulary.items():
-        if change["added"]:
-            lines.append(f"vocabulary {name}: declared 新增 {', '.join(change['added'])}")
-        if change["removed"]:
-            lines.append(f"vocabulary {name}: no longer declared 删除 {', '.join(change['removed'])}")
-    for kind, title in KIND_TITLES.items():
-        changes = diff.of_kind(kind)
-        if not changes:
-            continue
-        lines.append("")
-        lines.append(f"== {title}: {len(changes)} entries, {sum(c.classes for c in changes)} classes")
-        for c in changes:
-            mark = {"newly_permitted": "+", "newly_denied": "-"}.get(kind, "~")
-            lines.append(f"{mark} {c.old.effect} → {c.new.effect}  ({c.classes} classes)")
-            where = describe_cube(space, c.cube)
-            lines.append(f"    where    {where[0]}")
-            lines.extend(f"             {w}" for w in where[1:])
-            grant = f" (grant {c.new.grant_id})" if c.new.grant_id else ""
-            lines.append(f"    now      {', '.join(c.new.rules) or '-'}{grant}")
-            was_grant = f" (grant {c.old.grant_id})" if c.old.grant_id else ""
-            lines.append(f"    was      {', '.join(c.old.rules) or '-'}{was_grant}")
-            if c.old.obligations != c.new.obligations:
-                lines.append(f"    obligations  {', '.join(c.old.obligations) or '-'}"
-                             f" → {', '.join(c.new.obligations) or '-'}")
-            lines.append(f"    example  {json.dumps(c.example, ensure_ascii=False)}")
-    permitted = diff.of_kind("newly_permitted")
-    denied = diff.of_kind("newly_denied")
-    details = diff.of_kind("changed_details")
-    lines.append("")
-    if not diff.changed:
-        lines.append("no change: every request is decided as before 决定均未改变")
-    else:
-        lines.append(f"{sum(c.classes for c in permitted)} classes newly permitted, "
-                     f"{sum(c.classes for c in denied)} newly denied, "
-                     f"{sum(c.classes for c in details)} with changed obligations/reasons")
-    return "\n".join(lines)
