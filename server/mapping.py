@@ -359,11 +359,14 @@ def parse_mapping(text: str, name: str = "<mapping>") -> GatewayMapping:
     return mapping
 
 
-def _pydantic_diagnostic(error: Mapping[str, Any], text: str, name: str) -> Diagnostic:
-    loc = tuple(error["loc"])
+def _pydantic_diagnostic(error: Mapping[str, Any], text: str, name: str, *,
+                         root: type[BaseModel] = None, prefix: tuple = ()) -> Diagnostic:
+    """A pydantic error as a diagnostic; `root` is the model validated at `prefix`."""
+    inner = tuple(error["loc"])
+    loc = prefix + inner
     help_line = None
     if error["type"] == "extra_forbidden":
-        model = _model_at(loc[:-1])
+        model = _model_at(inner[:-1], root or MappingSpec)
         message = f"{_show_loc(loc)}: unknown field"
         help_line = did_you_mean(str(loc[-1]), model.model_fields) if model else None
         if model and not help_line:
@@ -373,8 +376,8 @@ def _pydantic_diagnostic(error: Mapping[str, Any], text: str, name: str) -> Diag
     return Diagnostic("TG703", message, _span(text, name, loc), help_line)
 
 
-def _model_at(loc: tuple) -> type[BaseModel] | None:
-    model: Any = MappingSpec
+def _model_at(loc: tuple, root: type[BaseModel]) -> type[BaseModel] | None:
+    model: Any = root
     for part in loc:
         if isinstance(part, int):
             continue
@@ -447,6 +450,8 @@ class _Compiler:
                            "write methods in capitals: GET, POST, …")
             actions[method] = action
         attributes = self.attributes(spec)
+        # A misspelt attribute makes every route look incomplete; report the cause, not that.
+        self.attributes_broken = bool(self.diagnostics)
         if spec.jwt is None and any(a.claim for a in attributes):
             self.error("TG705", ("attributes",), "claims are mapped but there is no [jwt] table",
                        'add [jwt] with payload = "<payload_in_metadata of your jwt_authn provider>"')
@@ -466,7 +471,7 @@ class _Compiler:
             except ValidationError as error:
                 for e in error.errors():
                     self.diagnostics.append(_pydantic_diagnostic(
-                        {**e, "loc": loc + tuple(e["loc"])}, self.text, self.name))
+                        e, self.text, self.name, root=SourceSpec, prefix=loc))
                 continue
             if parsed.claim is None and parsed.header is None and parsed.default is None:
                 self.error("TG706", loc, "says neither claim, header nor default",
@@ -494,6 +499,7 @@ class _Compiler:
               attributes: list[AttributeSource]) -> Route:
         loc = ("routes", index)
         name = spec.name or f"routes[{index + 1}]"
+        before = len(self.diagnostics)
         if (spec.path is None) == (spec.regex is None):
             self.error("TG708", loc, "give exactly one of path (a template) or regex")
             pattern, captures = re.compile(r"(?!)"), ()
@@ -519,7 +525,8 @@ class _Compiler:
                            "and set as a constant", "keep one")
             constants[path] = value
         route = Route(name, pattern, captures, methods, spec.action, tuple(constants.items()))
-        self.complete(loc, route, actions, attributes)
+        if len(self.diagnostics) == before and not self.attributes_broken:
+            self.complete(loc, route, actions, attributes)
         return route
 
     def complete(self, loc: tuple, route: Route, actions: Mapping[str, str],
