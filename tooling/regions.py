@@ -1,0 +1,155 @@
+"""The request space as regions of the compiled decision tree, for analyses that must be exact.
+
+Every enumerated and boolean attribute has a finite domain, and the tree branches only on
+those, so its leaves partition the whole request space into boxes: a box fixes, for each
+attribute the tree branches on, a set of values (attributes it never branches on are free).
+Inside a box every candidate rule's indexed constraints hold at every point; what is left
+undecided is each candidate's residual tests (time, text, grant). Those are three-valued
+here: True, False, or None ("may hold", for tests on the time or on free texts).
+
+Children that share a subtree are walked once with their values merged, so the walk visits
+far fewer boxes than the raw product of domains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Iterator, Mapping
+
+from tiergate.engine import model
+from tiergate.engine.compile import Branch, Candidate, Leaf
+
+Box = Mapping[str, frozenset]  # attribute -> allowed values; absent attribute: any value
+
+
+@dataclass(frozen=True)
+class Region:
+    box: Box
+    leaf: Leaf
+
+    def allows(self, attribute: str, values) -> bool:
+        """Whether some point of the box has `attribute` in `values`."""
+        allowed = self.box.get(attribute)
+        return allowed is None or not allowed.isdisjoint(values)
+
+    def values(self, attribute: str, domain: frozenset) -> frozenset:
+        allowed = self.box.get(attribute)
+        return domain if allowed is None else allowed
+
+
+def regions(root: Branch | Leaf) -> Iterator[Region]:
+    """Every leaf of the tree with the box of requests that reach it."""
+    def walk(node, box: dict):
+        if isinstance(node, Leaf):
+            yield Region(dict(box), node)
+            return
+        groups: dict[int, tuple[object, list]] = {}
+        for value, child in node.children.items():
+            groups.setdefault(id(child), (child, []))[1].append(value)
+        for child, values in groups.values():
+            box[node.attribute] = frozenset(values)
+            yield from walk(child, box)
+        del box[node.attribute]
+    yield from walk(root, {})
+
+
+# ---- residual tests, three-valued -------------------------------------------------------
+
+Maybe = bool | None
+
+
+def _atom_with_grant(atom: model.Atom, grant: model.Grant) -> Maybe:
+    """An atom's value with a concrete grant bound; None where it depends on the request."""
+    match atom:
+        case model.ApprovedBy(approvers=approvers, quantifier="all"):
+            return approvers <= grant.approvers
+        case model.ApprovedBy(approvers=approvers):
+            return not approvers.isdisjoint(grant.approvers)
+        case model.TextIn(attribute=path, values=texts, other=None) if path.startswith("grant."):
+            return grant.attribute(path) in texts
+        case model.TextIn(attribute=left, other=right) if (
+                right and left.startswith("grant.") and right.startswith("grant.")):
+            return grant.attribute(left) == grant.attribute(right)
+        case model.Before(left=left, right=right):
+            values = []
+            for side in (left, right):
+                if isinstance(side, int):
+                    values.append(side)
+                elif side.startswith("grant."):
+                    values.append(grant.attribute(side))
+                else:
+                    return None
+            return values[0] < values[1]
+    return None
+
+
+def _atom_with_approvers(atom: model.Atom, approvers: frozenset) -> Maybe:
+    """An atom's value for a grant that could be written, known only by its approvers."""
+    match atom:
+        case model.ApprovedBy(approvers=needed, quantifier="all"):
+            return needed <= approvers
+        case model.ApprovedBy(approvers=needed):
+            return not needed.isdisjoint(approvers)
+    return None
+
+
+def _literal(value: Maybe, positive: bool) -> Maybe:
+    return value if value is None or positive else not value
+
+
+def conjunct_may_hold(conjunct: model.Conjunct, grant: model.Grant | None) -> bool:
+    """Whether some request in the box, with `grant` bound, could satisfy the conjunct."""
+    for literal in conjunct.residual:
+        value = _atom_with_grant(literal.atom, grant) if grant is not None else None
+        if _literal(value, literal.positive) is False:
+            return False
+    return True
+
+
+def approver_sets(approvers: frozenset) -> list[frozenset]:
+    ordered = sorted(approvers)
+    return [frozenset(c) for n in range(len(ordered) + 1) for c in combinations(ordered, n)]
+
+
+def conjunct_may_hold_some_grant(conjunct: model.Conjunct, approvers: frozenset) -> bool:
+    """Whether a grant that could be written (any approvers, any expiry) could satisfy it."""
+    literals = [lit for lit in conjunct.residual if isinstance(lit.atom, model.ApprovedBy)]
+    if not literals:
+        return True
+    for subset in approver_sets(approvers):
+        if all(_literal(_atom_with_approvers(lit.atom, subset), lit.positive) is not False
+               for lit in literals):
+            return True
+    return False
+
+
+def candidate_may_apply(candidate: Candidate, *, grant: model.Grant | None = None,
+                        approvers: frozenset | None = None) -> bool:
+    """Whether the candidate could apply somewhere in its leaf.
+
+    For a grant-needing permit rule pass `grant` (a grant present in the set) or `approvers`
+    (the approver vocabulary: any grant that could be written).
+    """
+    if candidate.checks is None:
+        return True
+    for conjunct in candidate.conjuncts:
+        if approvers is not None:
+            if conjunct_may_hold_some_grant(conjunct, approvers):
+                return True
+        elif conjunct_may_hold(conjunct, grant):
+            return True
+    return False
+
+
+def unconditional_denies(leaf: Leaf) -> tuple[model.Rule, ...]:
+    """Deny rules that apply to every request reaching the leaf."""
+    return tuple(c.rule for c in leaf.denies if c.checks is None)
+
+
+def grant_fits(grant: model.Grant, region: Region) -> bool:
+    """Whether some request in the region lies inside the grant's scope."""
+    return (region.allows("resource.tier", grant.tiers)
+            and region.allows("resource.catalog_class", grant.catalog)
+            and region.allows("purpose", grant.purposes)
+            and region.allows("action", grant.actions))
