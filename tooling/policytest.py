@@ -142,7 +142,7 @@ def discover(policy_dir: str | Path) -> list[Path]:
     return sorted(p for p in Path(policy_dir).rglob(f"*{TEST_SUFFIX}") if p.is_file())
 
 
-_CASE_HEADER = re.compile(r"^\s*\[\[\s*case\s*\]\]", re.MULTILINE)
+_CASE_HEADER = re.compile(r"^[ \t]*\[\[[ \t]*case[ \t]*\]\]", re.MULTILINE)
 
 
 def _case_lines(text: str) -> list[int]:
