@@ -1,0 +1,106 @@
+"""`tiergate serve` as a process: SIGTERM drains calls in flight; --workers N shares one port."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import grpc
+import pytest
+
+from conftest import POLICIES, make_request
+from server_support import CLIENT_OPTIONS, to_proto
+from tiergate.engine.timeutil import format_instant, parse_instant
+from tiergate.v1 import authorizer_pb2 as pb
+from tiergate.v1 import authorizer_pb2_grpc as pb_grpc
+
+READY = re.compile(r"tiergate: serving tiergate\.v1\.Authorizer on 127\.0\.0\.1:(\d+) policy sha256:")
+
+
+def _serve(*flags: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tiergate.cli.main", "serve", str(POLICIES),
+                             "--listen", "127.0.0.1:0", *flags],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            encoding="utf-8")
+
+
+def _ready_port(process: subprocess.Popen) -> tuple[int, str]:
+    line = process.stdout.readline()
+    match = READY.match(line)
+    if not match:
+        process.kill()
+        raise AssertionError(f"no ready line: {line!r}\n{process.stderr.read()}")
+    return int(match.group(1)), line
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.wait(timeout=30)
+
+
+def _batch(size: int) -> pb.DecideBatchRequest:
+    start = parse_instant("2026-11-22T10:00:00+08:00")
+    return pb.DecideBatchRequest(requests=[
+        to_proto(make_request(context__time=format_instant(start + i * 1_000_000, 480)))
+        for i in range(size)])
+
+
+def test_sigterm_drains_the_call_in_flight_and_exits_zero():
+    process = _serve("--cache-size", "0", "--drain-seconds", "60",
+                     "--max-message-bytes", str(32 * 1024 * 1024))
+    try:
+        port, _ = _ready_port(process)
+        with grpc.insecure_channel(f"127.0.0.1:{port}", options=CLIENT_OPTIONS) as channel:
+            stub = pb_grpc.AuthorizerStub(channel)
+            batch = _batch(20_000)
+            call = stub.DecideBatch.future(batch, timeout=120)
+            end = time.monotonic() + 30
+            while stub.GetPolicyInfo(pb.GetPolicyInfoRequest()).calls_in_flight < 1:
+                assert not call.done(), "the batch finished before it could be seen in flight"
+                assert time.monotonic() < end, "the batch never showed as in flight"
+                time.sleep(0.005)
+            process.send_signal(signal.SIGTERM)
+            response = call.result()
+        assert len(response.results) == 20_000
+        assert all(r.decision.effect == pb.PERMIT for r in response.results)
+        assert process.wait(timeout=60) == 0
+        assert "draining 1 call(s) in flight" in process.stderr.read()
+    finally:
+        _stop(process)
+
+
+def test_two_workers_serve_one_port_and_stop_on_sigterm():
+    process = _serve("--workers", "2")
+    try:
+        first, line = _ready_port(process)
+        second, other = _ready_port(process)
+        assert first == second
+        pids = [int(re.search(r"pid (\d+)", text).group(1)) for text in (line, other)]
+        assert len(set(pids)) == 2
+        for _ in range(4):  # separate connections; the kernel picks a worker for each
+            with grpc.insecure_channel(f"127.0.0.1:{first}") as channel:
+                answer = pb_grpc.AuthorizerStub(channel).Decide(to_proto(make_request()))
+                assert answer.effect == pb.PERMIT
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+        for pid in pids:
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+    finally:
+        _stop(process)
+
+
+def test_policy_that_does_not_load_is_exit_1(tmp_path):
+    broken = tmp_path / "policies"
+    broken.mkdir()
+    (broken / "a.policy").write_text("rule {", encoding="utf-8")
+    process = subprocess.run([sys.executable, "-m", "tiergate.cli.main", "serve", str(broken),
+                              "--listen", "127.0.0.1:0"],
+                             capture_output=True, text=True, timeout=60)
+    assert process.returncode == 1
+    assert "did not load" in process.stderr
