@@ -198,7 +198,10 @@ class _Explainer:
                 continue
             why = self._scope_problems(grant)
             accepted_by = [r.id for r in grant_rules if self._holds(r.condition, grant)]
-            why += self._rule_problems(grant, grant_rules)
+            # A grant outside the request's scope needs no second reason; within it (even
+            # expired), say which approvals or grant conditions the rules miss.
+            if not any(w["code"].endswith("_out_of_scope") for w in why):
+                why += self._rule_problems(grant, grant_rules)
             in_scope = grant.id in applicable_ids
             if in_scope and not accepted_by and not why:
                 why.append({"code": "no_rule", **_zh_en(
