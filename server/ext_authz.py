@@ -11,8 +11,10 @@ An Envoy or Istio proxy asks before forwarding each HTTP request. The gateway ma
 - An unexpected failure is denied with 500: the proxy never sees a gRPC error it might be
   configured (failure_mode_allow) to let through.
 
-Wiring: `add_ext_authz(server, policy_source, mapping)`; `policy_source` is a zero-argument
-callable returning the PolicySet being served, so a reload is seen by the next call.
+Wiring: `tiergate serve` registers this module (app.py's SERVICE_MODULES contract: `register`,
+`SERVICE_NAME`); elsewhere `add_ext_authz(server, policy_source, mapping)`, where `policy_source`
+is a zero-argument callable returning the PolicySet being served, so a reload is seen by the
+next call.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from envoy.config.core.v3 import base_pb2
@@ -30,9 +33,11 @@ from google.rpc import code_pb2, status_pb2
 
 from tiergate.engine import Decision, PolicySet, RequestError
 
-from .mapping import GatewayMapping, MappingError
+from .mapping import MAPPING_FILE, GatewayMapping, MappingError, MappingProblem, load_mapping
 
 log = logging.getLogger("tiergate.ext_authz")
+
+SERVICE_NAME = external_auth_pb2.DESCRIPTOR.services_by_name["Authorization"].full_name
 
 DECISION_ID = "x-tiergate-decision-id"
 OBLIGATIONS = "x-tiergate-obligations"
@@ -54,10 +59,14 @@ MappingSource = Callable[[], GatewayMapping]
 class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
     """Answers Envoy's Check with Tiergate decisions."""
 
-    def __init__(self, policy_source: PolicySource, mapping: GatewayMapping | MappingSource):
+    def __init__(self, policy_source: PolicySource,
+                 mapping: GatewayMapping | MappingSource | None, *,
+                 clock: Callable[[], int] | None = None):
         self._policy_source = policy_source
-        # A plain mapping or a callable (so a holder can reload the mapping file too).
+        # A plain mapping or a callable (so a holder can reload the mapping file too); None
+        # when no mapping is configured: every Check is then denied, saying so.
         self._mapping_source = mapping if callable(mapping) else (lambda: mapping)
+        self._clock = clock  # µs since the epoch, for requests without context.time
 
     def Check(self, request: external_auth_pb2.CheckRequest, context) -> external_auth_pb2.CheckResponse:
         try:
@@ -75,6 +84,10 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
     def check(self, request: external_auth_pb2.CheckRequest) -> external_auth_pb2.CheckResponse:
         http = request.attributes.request.http
         mapping = self._mapping_source()
+        if mapping is None:
+            return _mapping_denied(MappingError([MappingProblem(
+                None, "mapping: no gateway mapping is configured (POLICY_DIR/gateway.toml "
+                "or --mapping FILE)", "映射：未配置网关映射文件（POLICY_DIR/gateway.toml 或 --mapping）")]))
         try:
             tiergate_request = mapping.translate(
                 method=http.method, path=http.path, headers=_headers(http),
@@ -83,7 +96,8 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
             return _mapping_denied(error)
         policy = self._policy_source()
         try:
-            decision = policy.decide(tiergate_request)
+            decision = policy.decide(tiergate_request,
+                                     now=self._clock() if self._clock is not None else None)
         except RequestError as error:
             return _request_denied(error, policy.revision)
         if decision.permitted:
@@ -92,18 +106,67 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
 
 
 def add_ext_authz(server, policy_source: PolicySource,
-                  mapping: GatewayMapping | MappingSource) -> ExtAuthzServicer:
+                  mapping: GatewayMapping | MappingSource | None, *,
+                  clock: Callable[[], int] | None = None) -> ExtAuthzServicer:
     """Serve envoy.service.auth.v3.Authorization on `server` (a grpc.Server)."""
-    servicer = ExtAuthzServicer(policy_source, mapping)
+    servicer = ExtAuthzServicer(policy_source, mapping, clock=clock)
     external_auth_pb2_grpc.add_AuthorizationServicer_to_server(servicer, server)
     undeclared = []
     try:
-        undeclared = servicer._mapping_source().undeclared_values(policy_source().vocabularies)
+        current = servicer._mapping_source()
+        if current is not None:
+            undeclared = current.undeclared_values(policy_source().vocabularies)
     except Exception:  # noqa: BLE001 — a warning only; no policy may be loaded yet
         pass
     for warning in undeclared:
         log.warning("gateway mapping: %s (requests using it are denied)", warning)
     return servicer
+
+
+def mapping_path(config) -> Path | None:
+    """The mapping file `tiergate serve` uses: --mapping, else POLICY_DIR/gateway.toml if present."""
+    explicit = getattr(config, "mapping", None)
+    if explicit:
+        return Path(explicit)
+    default = Path(config.policy_dir) / MAPPING_FILE
+    return default if default.is_file() else None
+
+
+class _ReloadingMapping:
+    """The mapping file, re-read whenever the holder swaps in a new policy set (the file lives
+    beside the policies and is edited with them). A mapping edit that does not load keeps the
+    last good mapping serving, as a broken policy edit does."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.current = load_mapping(path)  # DiagnosticError at start: refuse to serve
+
+    def __call__(self) -> GatewayMapping:
+        return self.current
+
+    def reload(self, snapshot=None) -> None:
+        try:
+            self.current = load_mapping(self.path)
+        except Exception as problem:  # noqa: BLE001 — keep serving the last good mapping
+            log.error("gateway mapping %s did not reload; still serving the previous one: %s",
+                      self.path, problem)
+
+
+def register(server, holder, config) -> ExtAuthzServicer:
+    """app.py's registration contract: Envoy ext_authz over the holder's current policy set.
+
+    Raises DiagnosticError when the mapping file does not load, so the server does not start.
+    """
+    path = mapping_path(config)
+    mapping = None
+    if path is not None:
+        mapping = _ReloadingMapping(path)
+        holder.on_swap(mapping.reload)
+        log.info("ext_authz: gateway mapping %s (%d routes)", path, len(mapping().routes))
+    else:
+        log.warning("ext_authz: no gateway mapping (%s/%s); every Check is denied",
+                    config.policy_dir, MAPPING_FILE)
+    return add_ext_authz(server, lambda: holder.current.policy, mapping, clock=holder.clock)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from google.protobuf import struct_pb2
 from tiergate.server.ext_authz import ExtAuthzServicer, add_ext_authz
 from tiergate.server.mapping import parse_mapping
 
-from conftest import POLICIES
+from conftest import POLICIES, instant
 
 GATEWAY = POLICIES / "gateway.toml"
 OK, PERMISSION_DENIED, INTERNAL = 0, 7, 13
@@ -238,3 +238,69 @@ def test_an_internal_failure_is_a_denial_not_a_grpc_error():
     assert response.status.code == INTERNAL
     assert response.denied_response.status.code == 500
     assert json.loads(response.denied_response.body)["error"] == "internal"
+
+
+# ----------------------------------------------------------------------------------------------
+# As `tiergate serve` wires it: app.py's register(server, holder, config) contract.
+
+def serve_with_register(policy, policy_dir, clock):
+    from tiergate.server import ext_authz
+    from tiergate.server.config import ServeConfig
+    from tiergate.server.holder import PolicyHolder
+
+    holder = PolicyHolder(policy, policy_dir=str(policy_dir), clock=clock)
+    server = grpc.server(ThreadPoolExecutor(max_workers=2))
+    ext_authz.register(server, holder, ServeConfig(policy_dir=policy_dir))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return server, holder, grpc.insecure_channel(f"127.0.0.1:{port}")
+
+
+def test_register_uses_the_holders_policy_clock_and_mapping(policy):
+    now = [instant("2026-11-22T10:00:00+08:00")]
+    server, holder, channel = serve_with_register(policy, POLICIES, lambda: now[0])
+    try:
+        stub = external_auth_pb2_grpc.AuthorizationStub(channel)
+        headers = without(HEADERS, "x-tiergate-time")  # the shipped mapping has no time header
+        assert stub.Check(check_request("GET", DATASET, headers)).status.code == OK
+        now[0] = instant("2027-06-30T00:00:00+08:00")  # fz-2026-017 has expired
+        body = denial(stub.Check(check_request("GET", DATASET, headers)))
+        assert [r["rule_id"] for r in body["reasons"]] == ["not-authorised"]
+    finally:
+        channel.close()
+        server.stop(None)
+
+
+def test_register_without_a_mapping_file_denies_saying_so(policy, tmp_path):
+    server, holder, channel = serve_with_register(policy, tmp_path, lambda: 0)
+    try:
+        stub = external_auth_pb2_grpc.AuthorizationStub(channel)
+        body = denial(stub.Check(check_request("GET", DATASET, HEADERS)))
+        assert "no gateway mapping is configured" in body["reasons"][0]["message_en"]
+    finally:
+        channel.close()
+        server.stop(None)
+
+
+def test_register_refuses_a_bad_mapping_and_reloads_with_the_policy(policy, tmp_path):
+    from tiergate.engine import DiagnosticError
+
+    (tmp_path / "gateway.toml").write_text("[[routes]]\npth = '/x'\n", encoding="utf-8")
+    with pytest.raises(DiagnosticError):
+        serve_with_register(policy, tmp_path, lambda: 0)
+    good = GATEWAY.read_text(encoding="utf-8")
+    (tmp_path / "gateway.toml").write_text(good.replace('"/open/', '"/public/'), encoding="utf-8")
+    server, holder, channel = serve_with_register(
+        policy, tmp_path, lambda: instant("2026-11-22T10:00:00+08:00"))
+    try:
+        stub = external_auth_pb2_grpc.AuthorizationStub(channel)
+        assert stub.Check(check_request("GET", "/public/basic_info/d1", HEADERS)).status.code == OK
+        (tmp_path / "gateway.toml").write_text(good, encoding="utf-8")
+        holder.swap(policy)  # a policy reload re-reads the mapping beside it
+        assert stub.Check(check_request("GET", "/open/basic_info/d1", HEADERS)).status.code == OK
+        (tmp_path / "gateway.toml").write_text("not toml [", encoding="utf-8")
+        holder.swap(policy)  # a broken mapping edit keeps the last good one serving
+        assert stub.Check(check_request("GET", "/open/basic_info/d1", HEADERS)).status.code == OK
+    finally:
+        channel.close()
+        server.stop(None)
