@@ -111,6 +111,8 @@ class TestFileModel(_Strict):
 
 @dataclass(frozen=True)
 class TestCase:
+    __test__ = False  # not a pytest class, despite the name
+
     name: str
     file: str
     line: int  # of the case's `[[case]]` header; 0 when it cannot be found
@@ -125,12 +127,16 @@ class TestCase:
 
 @dataclass(frozen=True)
 class TestSuite:
+    __test__ = False  # not a pytest class, despite the name
+
     file: str
     cases: tuple[TestCase, ...]
 
 
 class TestFileError(Exception):
     """One or more test files are malformed; `problems` are lines naming file, line and case."""
+
+    __test__ = False
 
     def __init__(self, problems: list[str]):
         self.problems = tuple(problems)
@@ -297,6 +303,8 @@ class Coverage:
 
 @dataclass(frozen=True)
 class TestRun:
+    __test__ = False  # not a pytest class, despite the name
+
     results: tuple[CaseResult, ...]
     coverage: Coverage
     suites: tuple[TestSuite, ...] = field(default=())
