@@ -177,6 +177,11 @@ class _Explainer:
                 return _zh_en("不适用：需要授权，但没有在有效期内且覆盖本请求的授权",
                               "does not apply: it needs a grant, and no unexpired grant of "
                               "the requester covers this request")
+            if rule.needs_grant:
+                ids = ", ".join(g.id for g in applicable)
+                return _zh_en(f"不适用：覆盖本请求的授权（{ids}）不满足其条件",
+                              f"does not apply: the grants covering this request ({ids}) "
+                              "fail its conditions")
             return _zh_en("不适用", "does not apply")
         ids = ", ".join(t.id for t in rule.obligations)
         if entry["applies"] and permitted:
