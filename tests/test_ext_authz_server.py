@@ -304,3 +304,28 @@ def test_register_refuses_a_bad_mapping_and_reloads_with_the_policy(policy, tmp_
     finally:
         channel.close()
         server.stop(None)
+
+
+def test_native_server_serves_check_once_the_module_is_listed(policy, monkeypatch):
+    # The one-line wiring in app.py: "tiergate.server.ext_authz" in SERVICE_MODULES.
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from tiergate.server import app
+    from tiergate.server.config import ServeConfig
+
+    modules = tuple(m for m in app.SERVICE_MODULES if m != "tiergate.server.ext_authz")
+    monkeypatch.setattr(app, "SERVICE_MODULES", modules + ("tiergate.server.ext_authz",))
+    config = ServeConfig(policy_dir=POLICIES, listen="127.0.0.1:0", reload_interval=0)
+    running = app.start_server(config, policy=policy,
+                               clock=lambda: instant("2026-11-22T10:00:00+08:00"))
+    channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
+    try:
+        stub = external_auth_pb2_grpc.AuthorizationStub(channel)
+        headers = without(HEADERS, "x-tiergate-time")
+        assert stub.Check(check_request("GET", DATASET, headers)).status.code == OK
+        health = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service="envoy.service.auth.v3.Authorization"))
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        channel.close()
+        running.stop(0)
