@@ -250,9 +250,12 @@ def joint_regions(space: Space) -> Iterator[tuple[Leaf | None, Leaf | None, dict
     """
     forced = [a for a in INDEXED if a in space.one_sided]
     old, new = space.sides
+    declared = [{a: p.vocabularies[a].values for a in forced} for p in space.sides]
 
     def walk(nodes: tuple, assigned: dict):
-        nodes = tuple(None if n is None else _settle(n, assigned) for n in nodes)
+        nodes = tuple(None if n is None or any(assigned[a] not in known[a] for a in forced
+                                               if a in assigned)
+                      else _settle(n, assigned) for n, known in zip(nodes, declared))
         attribute = next((a for a in forced if a not in assigned), None)
         if attribute is None:
             branching = next((n for n in nodes if n.__class__ is Branch), None)
