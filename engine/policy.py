@@ -37,9 +37,9 @@ _ids = _DecisionIds()
 
 
 class _RuleOutput:
-    """A rule's reason and obligations, prepared once; grant-dependent parts filled per call."""
+    """A rule's reason and obligations, prepared once; grant-dependent parts once per grant."""
 
-    __slots__ = ("reason", "obligations", "templates")
+    __slots__ = ("reason", "obligations", "templates", "decides", "_by_grant")
 
     def __init__(self, rule: model.Rule):
         effect = PERMIT if rule.effect == "permit" else DENY
@@ -47,10 +47,19 @@ class _RuleOutput:
         self.templates = rule.obligations
         self.obligations = (tuple(Obligation(t.id, dict(t.parameters)) for t in rule.obligations)
                             if not any(t.from_grant for t in rule.obligations) else None)
+        self.decides = rule.effect != "obligation"  # `on permit` rules give no reason
+        # PERF: grant id -> (reason, obligations); bounded by the policy's grants.
+        self._by_grant: dict[str, tuple[Reason, tuple[Obligation, ...]]] = {}
 
     def with_grant(self, grant: model.Grant | None) -> tuple[Reason, tuple[Obligation, ...]]:
         if grant is None:
             return self.reason, self.obligations or ()
+        found = self._by_grant.get(grant.id)
+        if found is None:
+            found = self._by_grant[grant.id] = self._for_grant(grant)
+        return found
+
+    def _for_grant(self, grant: model.Grant) -> tuple[Reason, tuple[Obligation, ...]]:
         reason = Reason(self.reason.rule_id, self.reason.effect, self.reason.citation,
                         self.reason.message_zh, self.reason.message_en, grant.id)
         if self.obligations is not None:
@@ -64,6 +73,11 @@ class _RuleOutput:
                 params[name] = value
             obligations.append(Obligation(template.id, params))
         return reason, tuple(obligations)
+
+
+# How many distinct (rules, grants) outcomes a policy set remembers; past it, outcomes are
+# merged on every call. Bounds memory for policy sets with very many grants.
+_MERGED_LIMIT = 4096
 
 
 class PolicySet:
@@ -84,6 +98,12 @@ class PolicySet:
         self._time_literals = time_literals(checked.rules)
         fallback = next((r for r in checked.rules if r.fallback), None)
         self._default = self._outputs[fallback.id] if fallback else None
+        if self._default is not None:
+            self._default_reasons = (self._default.reason,)
+            self._default_obligations = self._default.obligations or ()
+        else:
+            self._default_reasons, self._default_obligations = (DEFAULT_DENY,), ()
+        self._merged_outputs: dict[tuple, tuple] = {}
 
     @property
     def rules(self) -> tuple[model.Rule, ...]:
@@ -135,47 +155,65 @@ class PolicySet:
                 and (g.datasets is None or dataset in g.datasets)]
 
     def decide_values(self, values: list) -> Decision:
-        leaf = self.leaf_for(values)
-        denies = [c.rule for c in leaf.denies if c.applies(values, None)]
+        node = self.tree.root
+        while node.__class__ is Branch:
+            node = node.children[values[node.slot]]
+        # Deny overrides: every applicable deny is a reason, and no permit is looked at.
+        denies = [(c.rule.id, None) for c in node.denies
+                  if c.checks is None or c.applies(values, None)]
         if denies:
-            return self._decision(DENY, [(rule, None) for rule in denies], values)
+            reasons, obligations, grant_id = self._merged(tuple(denies))
+            return Decision(DENY, grant_id, obligations, reasons, self.revision, _ids.next(),
+                            self.stable_until(values))
         permits = []
         grants = None
-        for candidate in leaf.permits:
+        for candidate in node.permits:
             if candidate.rule.needs_grant:
                 if grants is None:
                     grants = self.applicable_grants(values)
                 for grant in grants:
                     if candidate.applies(values, grant):
-                        permits.append((candidate.rule, grant))
+                        permits.append((candidate.rule.id, grant))
                         break
-            elif candidate.applies(values, None):
-                permits.append((candidate.rule, None))
+            elif candidate.checks is None or candidate.applies(values, None):
+                permits.append((candidate.rule.id, None))
         if permits:
-            obligers = [(c.rule, None) for c in leaf.obligers if c.applies(values, None)]
-            return self._decision(PERMIT, permits, values, obligers)
-        if self._default is not None:
-            reason, obligations = self._default.with_grant(None)
-            return Decision(DENY, None, obligations, (reason,), self.revision, _ids.next(),
+            for c in node.obligers:
+                if c.checks is None or c.applies(values, None):
+                    permits.append((c.rule.id, None))
+            reasons, obligations, grant_id = self._merged(tuple(permits))
+            return Decision(PERMIT, grant_id, obligations, reasons, self.revision, _ids.next(),
                             self.stable_until(values))
-        return Decision(DENY, None, (), (DEFAULT_DENY,), self.revision, _ids.next(),
-                        self.stable_until(values))
+        return Decision(DENY, None, self._default_obligations, self._default_reasons,
+                        self.revision, _ids.next(), self.stable_until(values))
 
-    def _decision(self, effect: str, deciding: list, values: list,
-                  obligers: list = ()) -> Decision:
+    def _merged(self, deciding: tuple) -> tuple[tuple[Reason, ...], tuple[Obligation, ...], str | None]:
+        """Reasons, obligations (first of each id and parameters) and grant of the deciding rules.
+
+        `deciding` is ((rule id, bound grant or None), …) in rule order, obligation rules last.
+        """
+        # PERF: the same few combinations of rules decide most requests; remember their output.
+        key = tuple((rule_id, grant.id if grant is not None else None)
+                    for rule_id, grant in deciding)
+        found = self._merged_outputs.get(key)
+        if found is not None:
+            return found
         reasons = []
         obligations: dict = {}
         grant_id = None
-        for rule, grant in itertools.chain(deciding, obligers):
-            reason, rule_obligations = self._outputs[rule.id].with_grant(grant)
-            if rule.effect != "obligation":
+        for rule_id, grant in deciding:
+            output = self._outputs[rule_id]
+            reason, rule_obligations = output.with_grant(grant)
+            if output.decides:
                 reasons.append(reason)
             for obligation in rule_obligations:
                 obligations.setdefault((obligation.id, tuple(obligation.params.items())), obligation)
             if grant is not None and grant_id is None:
                 grant_id = grant.id
-        return Decision(effect, grant_id, tuple(obligations.values()), tuple(reasons),
-                        self.revision, _ids.next(), self.stable_until(values))
+        found = (tuple(reasons), tuple(obligations.values()), grant_id)
+        if len(self._merged_outputs) < _MERGED_LIMIT:
+            self._merged_outputs[key] = found
+        return found
 
     def stable_until(self, values: list) -> int | None:
         """The first instant after the request's time at which its decision could change."""
