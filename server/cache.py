@@ -13,15 +13,16 @@ from __future__ import annotations
 import itertools
 import os
 import threading
-from dataclasses import replace
 
 from cachetools import LRUCache
 
-from tiergate.engine import Decision
-
 
 class DecisionCache:
-    """Bounded LRU of time-less request key -> Decision. Thread-safe."""
+    """Bounded LRU of time-less request key -> (valid_until, encoded decision). Thread-safe.
+
+    The value is the serialized Decision without its decision_id (see wire.py): every answer
+    gets its own id, so audit logs can tell answers apart even when they come from the cache.
+    """
 
     def __init__(self, maxsize: int):
         self._entries: LRUCache = LRUCache(maxsize=maxsize)
@@ -33,27 +34,30 @@ class DecisionCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, key: bytes, now: int) -> Decision | None:
-        """The cached decision for `key` if it still holds at `now` (µs), with a fresh id."""
+    def get(self, key: bytes, now: int) -> bytes | None:
+        """The cached encoding for `key` if it still holds at `now` (µs since the epoch)."""
         with self._lock:
-            decision = self._entries.get(key)
-            if decision is not None and decision.valid_until is not None \
-                    and now >= decision.valid_until:
+            entry = self._entries.get(key)
+            if entry is not None and entry[0] is not None and now >= entry[0]:
                 # INVARIANT: never serve a decision at or past the instant it could change.
                 del self._entries[key]
-                decision = None
-        if decision is None:
+                entry = None
+        if entry is None:
             self.misses += 1
             return None
         self.hits += 1
-        # Every call gets its own decision id, so audit logs can tell answers apart.
-        return replace(decision, decision_id=_ids.next())
+        return entry[1]
 
-    def put(self, key: bytes, decision: Decision, now: int) -> None:
-        if decision.valid_until is not None and now >= decision.valid_until:
+    def put(self, key: bytes, encoded: bytes, valid_until: int | None, now: int) -> None:
+        if valid_until is not None and now >= valid_until:
             return
         with self._lock:
-            self._entries[key] = decision
+            self._entries[key] = (valid_until, encoded)
+
+
+def next_decision_id() -> str:
+    """A fresh id for an answer served from the cache."""
+    return _ids.next()
 
 
 class _CachedDecisionIds:

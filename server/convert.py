@@ -15,7 +15,7 @@ from google.protobuf import struct_pb2, timestamp_pb2
 from tiergate.engine import Decision, RequestError
 from tiergate.v1 import authorizer_pb2 as pb
 
-_EFFECTS = {"PERMIT": pb.PERMIT, "DENY": pb.DENY}
+EFFECTS = {"PERMIT": pb.PERMIT, "DENY": pb.DENY}
 
 _SUBJECT_TEXT = ("id", "org_id", "org_type", "region")
 _RESOURCE_TEXT = ("id", "catalog_class", "tier", "owner_org_id")
@@ -70,10 +70,10 @@ def request_to_dict(message: pb.DecideRequest) -> dict:
 
 def decision_to_proto(decision: Decision) -> pb.Decision:
     out = pb.Decision(
-        effect=_EFFECTS[decision.effect],
+        effect=EFFECTS[decision.effect],
         grant_id=decision.grant_id or "",
         obligations=[pb.Obligation(id=o.id, params=o.params) for o in decision.obligations],
-        reasons=[pb.Reason(rule_id=r.rule_id, effect=_EFFECTS[r.effect], citation=r.citation,
+        reasons=[pb.Reason(rule_id=r.rule_id, effect=EFFECTS[r.effect], citation=r.citation,
                            message=r.message, message_zh=r.message_zh, message_en=r.message_en,
                            grant_id=r.grant_id or "")
                  for r in decision.reasons],

@@ -16,7 +16,8 @@ from google.protobuf.message import DecodeError
 from tiergate.engine import RequestError
 from tiergate.v1 import authorizer_pb2 as pb
 
-from . import convert
+from . import convert, wire
+from .cache import next_decision_id
 from .holder import PolicyHolder, Snapshot
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Authorizer"].full_name  # "tiergate.v1.Authorizer"
@@ -68,27 +69,30 @@ def _check_deadline(context: grpc.ServicerContext) -> None:
         raise Deadline()
 
 
-def decide_one(snapshot: Snapshot, message: pb.DecideRequest, clock) -> pb.Decision:
-    """One decision from one snapshot; the cache is used only for requests without a time.
+def decide_one(snapshot: Snapshot, message: pb.DecideRequest, clock) -> bytes:
+    """One serialized tiergate.v1.Decision from one snapshot.
 
-    Raises RequestError for a request that cannot be decided.
+    The cache is used only for requests without a time (and without explain). Raises
+    RequestError for a request that cannot be decided.
     """
     when = convert.request_time(message)
-    cache = snapshot.cache
     if when is None:
         now = clock()
+        cache = snapshot.cache
         if cache is not None and not message.explain:
             key = message.SerializeToString()
-            decision = cache.get(key, now)
-            if decision is None:
+            encoded = cache.get(key, now)
+            if encoded is None:
                 decision = snapshot.policy.decide(convert.request_to_dict(message), now=now)
-                cache.put(key, decision, now)
-            return convert.decision_to_proto(decision)
+                encoded = wire.decision_without_id(decision)
+                cache.put(key, encoded, decision.valid_until, now)
+                return wire.with_id(encoded, decision.decision_id)
+            return wire.with_id(encoded, next_decision_id())
     else:
         now = when
     decision = snapshot.policy.decide(convert.request_to_dict(message), now=now,
                                       explain=message.explain)
-    return convert.decision_to_proto(decision)
+    return wire.decision_bytes(decision)
 
 
 class AuthorizerService:
@@ -98,7 +102,7 @@ class AuthorizerService:
         self.holder = holder
         self.in_flight = InFlight()
 
-    def Decide(self, request, context: grpc.ServicerContext) -> pb.Decision:
+    def Decide(self, request, context: grpc.ServicerContext) -> bytes:
         if request.__class__ is _Malformed:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           f"malformed {request.type_name}: {request.problem}")
@@ -115,7 +119,7 @@ class AuthorizerService:
                 context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
                               "the deadline passed before the request was decided")
 
-    def DecideBatch(self, request, context: grpc.ServicerContext) -> pb.DecideBatchResponse:
+    def DecideBatch(self, request, context: grpc.ServicerContext) -> bytes:
         if request.__class__ is _Malformed:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           f"malformed {request.type_name}: {request.problem}")
@@ -128,16 +132,14 @@ class AuthorizerService:
                     if index % _DEADLINE_CHECK_EVERY == 0:
                         _check_deadline(context)
                     try:
-                        results.append(pb.DecideBatchResult(
-                            decision=decide_one(snapshot, item, clock)))
+                        results.append(wire.batch_decision(decide_one(snapshot, item, clock)))
                     except RequestError as error:
-                        results.append(pb.DecideBatchResult(
-                            error=convert.request_error_to_proto(error)))
+                        results.append(wire.batch_error(convert.request_error_to_proto(error)))
             except Deadline:
                 context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
                               f"the deadline passed after {len(results)} of "
                               f"{len(request.requests)} requests were decided")
-        return pb.DecideBatchResponse(results=results)
+        return b"".join(results)  # the serialized DecideBatchResponse
 
     def GetPolicyInfo(self, request, context: grpc.ServicerContext) -> pb.PolicyInfo:
         snapshot = self.holder.current
@@ -156,15 +158,20 @@ class AuthorizerService:
 
 
 def _handlers(service: AuthorizerService) -> dict:
-    def unary(method, request_type, response_type):
+    def unary(method, request_type, response_serializer):
         return grpc.unary_unary_rpc_method_handler(
             method, request_deserializer=_parser(request_type),
-            response_serializer=response_type.SerializeToString)
+            response_serializer=response_serializer)
+
+    def already_encoded(response: bytes) -> bytes:
+        return response
 
     return {
-        "Decide": unary(service.Decide, pb.DecideRequest, pb.Decision),
-        "DecideBatch": unary(service.DecideBatch, pb.DecideBatchRequest, pb.DecideBatchResponse),
-        "GetPolicyInfo": unary(service.GetPolicyInfo, pb.GetPolicyInfoRequest, pb.PolicyInfo),
+        # Decide and DecideBatch return wire bytes (see wire.py), GetPolicyInfo a message.
+        "Decide": unary(service.Decide, pb.DecideRequest, already_encoded),
+        "DecideBatch": unary(service.DecideBatch, pb.DecideBatchRequest, already_encoded),
+        "GetPolicyInfo": unary(service.GetPolicyInfo, pb.GetPolicyInfoRequest,
+                               pb.PolicyInfo.SerializeToString),
     }
 
 

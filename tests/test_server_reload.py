@@ -193,7 +193,7 @@ def test_reload_drops_the_cache(tmp_path):
         assert after.policy_revision != before.policy_revision
 
 
-def test_broken_edit_keeps_serving_and_is_reported_until_fixed(tmp_path, policy):
+def test_broken_edit_keeps_serving_and_is_reported_until_fixed(tmp_path, policy, caplog):
     policies = copy_policies(tmp_path)
     with running_server(policies) as (running, stub, _):
         watcher = PolicyWatcher(running.holder, interval=1)
@@ -207,6 +207,7 @@ def test_broken_edit_keeps_serving_and_is_reported_until_fixed(tmp_path, policy)
         assert info.policy_revision == policy.revision
         assert "still serving" in info.last_reload_error.message
         assert any("access.policy" in line for line in info.last_reload_error.diagnostics)
+        assert "policy reload failed; still serving" in caplog.text
         assert stub.Decide(to_proto(make_request())).effect == pb.PERMIT
         write_atomically(access, good)
         watcher.poll()
