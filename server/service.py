@@ -8,6 +8,7 @@ stops the work.
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import grpc
@@ -19,6 +20,8 @@ from tiergate.v1 import authorizer_pb2 as pb
 from . import convert, wire
 from .cache import next_decision_id
 from .holder import PolicyHolder, Snapshot
+
+log = logging.getLogger("tiergate.server")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Authorizer"].full_name  # "tiergate.v1.Authorizer"
 REQUEST_ERROR_METADATA = "tiergate-request-error-bin"
@@ -118,6 +121,10 @@ class AuthorizerService:
             except Deadline:
                 context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
                               "the deadline passed before the request was decided")
+            except Exception:
+                # SECURITY: a failure while deciding is an error, never a permit.
+                log.exception("Decide failed")
+                context.abort(grpc.StatusCode.INTERNAL, "the request could not be decided")
 
     def DecideBatch(self, request, context: grpc.ServicerContext) -> bytes:
         if request.__class__ is _Malformed:
@@ -139,6 +146,10 @@ class AuthorizerService:
                 context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
                               f"the deadline passed after {len(results)} of "
                               f"{len(request.requests)} requests were decided")
+            except Exception:
+                # SECURITY: one failure fails the whole batch; no partial answer to misread.
+                log.exception("DecideBatch failed")
+                context.abort(grpc.StatusCode.INTERNAL, "the batch could not be decided")
         return b"".join(results)  # the serialized DecideBatchResponse
 
     def GetPolicyInfo(self, request, context: grpc.ServicerContext) -> pb.PolicyInfo:

@@ -12,6 +12,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from conftest import make_request
 from server_support import engine_summary, proto_summary, running_server, to_proto
 from tiergate.engine.timeutil import parse_instant
+from tiergate.server.holder import Snapshot
 from tiergate.v1 import authorizer_pb2 as pb
 
 PERMITTED = make_request()  # fzu, conditional medical_service, research, under grant fz-2026-017
@@ -83,6 +84,14 @@ def test_undeclared_value_is_invalid_argument_naming_attribute_value_and_allowed
     problems = pb.RequestError.FromString(detail).problems
     assert [(p.attribute, p.value) for p in problems] == [("resource.catalog_class", "genomics")]
     assert "public_health" in problems[0].allowed
+
+
+def test_chinese_value_in_error_message(server):
+    _, stub, _ = server
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.Decide(to_proto(make_request(resource__catalog_class="基因组")))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "resource.catalog_class '基因组' is not a declared value" in raised.value.details()
 
 
 def test_empty_required_attribute_counts_as_missing(server):
@@ -177,3 +186,24 @@ def test_deadline_exceeded(server):
         stub.DecideBatch(batch, timeout=0.000001)
     assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert stub.Decide(to_proto(PERMITTED), timeout=10).effect == pb.PERMIT
+
+
+class _BrokenPolicy:
+    """A policy set whose evaluation fails (a bug): the answer must be an error, not a decision."""
+
+    def __init__(self, real):
+        self.revision, self.rules, self.grants = real.revision, real.rules, real.grants
+
+    def decide(self, *args, **kwargs):
+        raise ZeroDivisionError("bug")
+
+
+def test_failure_while_deciding_is_internal_never_a_decision():
+    with running_server(cache_size=0) as (running, stub, _):
+        snapshot = running.holder.current
+        running.holder.current = Snapshot(_BrokenPolicy(snapshot.policy), snapshot.loaded_at, None)
+        for call in (lambda: stub.Decide(to_proto(PERMITTED)),
+                     lambda: stub.DecideBatch(pb.DecideBatchRequest(requests=[to_proto(PERMITTED)]))):
+            with pytest.raises(grpc.RpcError) as raised:
+                call()
+            assert raised.value.code() == grpc.StatusCode.INTERNAL
