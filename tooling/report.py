@@ -1,0 +1,194 @@
+"""One self-contained HTML page about a policy set: rules, decision tree, coverage matrix, grants.
+
+Inline CSS and SVG only: no scripts, no external assets, no network, so the page can be mailed,
+archived with a review, or opened offline. The decision tree shares identical subtrees (it is a
+DAG of ~2k nodes); each node is drawn once, as nested `<details>` (the top levels open), and
+later references to it link to its first drawing.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+from tiergate.engine import PolicySet
+from tiergate.engine.compile import Branch, Leaf
+from tiergate.engine.timeutil import format_instant, now_micros
+
+from .matrix import coverage_matrix
+
+OPEN_LEVELS = 2
+DAY = 86_400_000_000
+
+CSS = """
+body{font-family:system-ui,"Noto Sans CJK SC","PingFang SC",sans-serif;margin:2em;color:#222}
+h1,h2{border-bottom:1px solid #ccc;padding-bottom:.2em} code{background:#f4f4f4;padding:0 .2em}
+table{border-collapse:collapse;margin:.5em 0 1.5em} th,td{border:1px solid #ccc;padding:.25em .5em;
+vertical-align:top;font-size:.9em} th{background:#f0f0f0}
+.permit{color:#11632b}.deny{color:#a11}.obligation{color:#555}
+td.P{background:#c8f0c8}td.G{background:#e4f6c0}td.g{background:#fff4c0}td.N{background:#f6d0d0}
+details{margin-left:1.2em} summary{cursor:pointer} .leaf{margin-left:1.2em;font-size:.9em}
+.muted{color:#777} svg text{font-size:12px;font-family:inherit}
+"""
+
+
+def render_report(policy: PolicySet, *, now: int | None = None, title: str = "policy") -> str:
+    now = now_micros() if now is None else now
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="zh-CN"><head><meta charset="utf-8">',
+        f"<title>Tiergate 策略报告 policy report — {escape(title)}</title>",
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>策略报告 Policy report: <code>{escape(title)}</code></h1>",
+        f'<p id="summary">修订 revision <code>{escape(policy.revision)}</code> · '
+        f"{len(policy.rules)} 条规则 rules · {len(policy.grants)} 项授权 grants · "
+        f"决策树 {policy.tree.node_count} 个节点 tree nodes · 报告时间 as of "
+        f"{escape(format_instant(now, 480))}</p>",
+        _rules(policy),
+        _matrix(policy, now),
+        _timeline(policy, now),
+        _tree(policy),
+        "</body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def _rules(policy: PolicySet) -> str:
+    rows = []
+    for rule in policy.rules:
+        effect = "deny otherwise" if rule.fallback else rule.effect
+        rows.append(
+            f'<tr id="rule-{escape(rule.id)}" class="rule"><td><code>{escape(rule.id)}</code></td>'
+            f'<td class="{rule.effect}">{escape(effect)}</td><td>{escape(rule.citation)}</td>'
+            f"<td>{escape(rule.message_zh)}<br><span class=muted>{escape(rule.message_en)}</span>"
+            "</td></tr>")
+    return ('<h2 id="rules">规则 Rules</h2><table><tr><th>规则 rule</th><th>效果 effect</th>'
+            "<th>依据 citation</th><th>说明 message</th></tr>" + "".join(rows) + "</table>")
+
+
+def _label(policy: PolicySet, attribute: str, value) -> str:
+    vocabulary = policy.vocabularies.get(attribute)
+    if vocabulary is not None and value in vocabulary.labels:
+        return f"{value} {vocabulary.labels[value]}"
+    return "true" if value is True else "false" if value is False else str(value)
+
+
+def _matrix(policy: PolicySet, now: int) -> str:
+    matrix = coverage_matrix(policy, now=now)
+    out = ['<h2 id="matrix">覆盖矩阵 Coverage matrix</h2>',
+           "<p>P 无需授权即可许可 permitted without a grant · G 凭现有授权许可 permitted with a "
+           "present grant · g 需新授权 needs a grant not yet written · N 一律拒绝 always denied. "
+           "悬停查看拒绝规则 hover a cell for the rules that deny.</p>"]
+    for tier in matrix.tiers:
+        out.append(f'<h3>{escape(_label(policy, "resource.tier", tier))}</h3>')
+        out.append(f'<table class="matrix" data-tier="{escape(tier)}"><tr><th>目录类别 class \\ '
+                   "机构类型 org type</th>"
+                   + "".join(f'<th title="{escape(_label(policy, "subject.org_type", o))}">'
+                             f"{escape(o)}<br>{escape(policy.vocabularies['subject.org_type'].labels[o])}</th>"
+                             for o in matrix.org_types) + "</tr>")
+        for catalog_class in matrix.classes:
+            cells = []
+            for org in matrix.org_types:
+                cell = matrix.cell(catalog_class, tier, org)
+                mark = cell.mark if cell.mark != "·" else "N"
+                denied = ", ".join(cell.denied_by(matrix.fallback))
+                permitted = ", ".join(cell.permitted_by + cell.grants)
+                tip = (f"许可 permitted by: {permitted}; " if permitted else "") + \
+                    f"拒绝 denied by: {denied or '-'}"
+                cells.append(f'<td class="{mark}" data-class="{escape(catalog_class)}" '
+                             f'data-org="{escape(org)}" title="{escape(tip)}">{mark}</td>')
+            out.append(f"<tr><th>{escape(_label(policy, 'resource.catalog_class', catalog_class))}"
+                       f"</th>{''.join(cells)}</tr>")
+        out.append("</table>")
+    return "\n".join(out)
+
+
+def _timeline(policy: PolicySet, now: int) -> str:
+    grants = sorted(policy.grants, key=lambda g: (g.expires, g.id))
+    head = '<h2 id="grants">授权时间线 Grants by expiry</h2>'
+    if not grants:
+        return head + "<p>没有授权 no grants</p>"
+    start = min(now, grants[0].expires) - 60 * DAY
+    end = max(now, grants[-1].expires) + 60 * DAY
+    width, left, row = 900, 330, 26
+    height = 40 + row * len(grants)
+
+    def x(instant: int) -> float:
+        return left + (width - left - 20) * (instant - start) / (end - start)
+
+    shapes = []
+    for i, grant in enumerate(grants):
+        y = 30 + i * row
+        expired = grant.expires <= now
+        color = "#bbb" if expired else "#4a8"
+        state = "已过期 expired" if expired else "有效 valid"
+        shapes.append(
+            f'<g class="grant" data-grant="{escape(grant.id)}" data-expired="{str(expired).lower()}">'
+            f"<title>{escape(grant.id)} → {escape(grant.grantee)}: {state}, expires "
+            f"{escape(grant.expires_text)}; {escape(', '.join(sorted(grant.tiers)))}; "
+            f"{escape(', '.join(sorted(grant.catalog)))}</title>"
+            f'<text x="4" y="{y + 13}">{escape(grant.id)} · {escape(grant.grantee)}'
+            f'{" (已过期 expired)" if expired else ""}</text>'
+            f'<rect x="{left}" y="{y}" width="{max(1.0, x(grant.expires) - left):.1f}" height="16" '
+            f'fill="{color}"/>'
+            f'<text x="{x(grant.expires) + 4:.1f}" y="{y + 13}">{escape(grant.expires_text[:10])}</text></g>')
+    today = x(now)
+    shapes.append(f'<line id="today" x1="{today:.1f}" y1="12" x2="{today:.1f}" y2="{height - 4}" '
+                  'stroke="#c00" stroke-dasharray="4 3"/>'
+                  f'<text x="{today + 3:.1f}" y="12" fill="#c00">今天 today '
+                  f"{escape(format_instant(now, 480)[:10])}</text>")
+    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'role="img" aria-label="grants timeline">{"".join(shapes)}</svg>')
+    rows = "".join(
+        f'<tr class="grant-row" id="grant-{escape(g.id)}"><td><code>{escape(g.id)}</code></td>'
+        f"<td>{escape(g.grantee)}</td><td>{escape(', '.join(sorted(g.tiers)))}</td>"
+        f"<td>{escape(', '.join(sorted(g.catalog)))}</td>"
+        f"<td>{escape(', '.join(sorted(g.purposes)))}</td><td>{escape(', '.join(sorted(g.actions)))}</td>"
+        f"<td>{escape(', '.join(sorted(g.approvers)))}</td><td>{escape(g.expires_text)}"
+        f"{' <b>已过期 expired</b>' if g.expires <= now else ''}</td></tr>" for g in grants)
+    return (head + svg + "<table><tr><th>授权 grant</th><th>被授权方 grantee</th><th>级别 tiers</th>"
+            "<th>类别 classes</th><th>目的 purposes</th><th>操作 actions</th><th>审批 approved by</th>"
+            "<th>到期 expires</th></tr>" + rows + "</table>")
+
+
+def _tree(policy: PolicySet) -> str:
+    ids: dict[int, int] = {}
+    out: list[str] = []
+
+    def leaf_html(leaf: Leaf) -> str:
+        parts = []
+        for label, group, css in (("拒绝 deny", leaf.denies, "deny"),
+                                  ("许可 permit", leaf.permits, "permit"),
+                                  ("义务 obligations", leaf.obligers, "obligation")):
+            if group:
+                names = ", ".join(c.rule.id + ("" if c.checks is None else "?") for c in group)
+                parts.append(f'<span class="{css}">{label}: {escape(names)}</span>')
+        return " · ".join(parts) or '<span class="deny">默认拒绝 default deny</span>'
+
+    def node(n, depth: int) -> None:
+        if n.__class__ is Leaf:
+            out.append(f'<div class="leaf">{leaf_html(n)}</div>')
+            return
+        if id(n) in ids:
+            out.append(f'<div class="leaf"><a href="#node-{ids[id(n)]}">→ 同节点 same as node '
+                       f"{ids[id(n)]}</a></div>")
+            return
+        ids[id(n)] = number = len(ids) + 1
+        by_child: dict[int, tuple] = {}
+        for value, child in n.children.items():
+            by_child.setdefault(id(child), (child, []))[1].append(value)
+        is_open = " open" if depth < OPEN_LEVELS else ""
+        out.append(f'<details id="node-{number}" class="branch"{is_open}><summary>'
+                   f"#{number} <code>{escape(n.attribute)}</code></summary>")
+        for child, values in by_child.values():
+            shown = ", ".join(_label(policy, n.attribute, v) for v in values)
+            out.append(f"<details{' open' if depth + 1 < OPEN_LEVELS else ''}><summary>= "
+                       f"{escape(shown)}</summary>")
+            node(child, depth + 1)
+            out.append("</details>")
+        out.append("</details>")
+
+    node(policy.tree.root, 0)
+    return ('<h2 id="tree">决策树 Decision tree</h2><p>分支顺序 branch order: '
+            + escape(" → ".join(policy.tree.order)) + ". 相同子树只画一次 shared subtrees are "
+            "drawn once and linked; “?” 表示还需在叶子处检验时间、文本或授权 marks a rule with "
+            "residual tests (time, texts, grant).</p>" + "".join(out))
