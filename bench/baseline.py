@@ -38,13 +38,18 @@ class DictBaseline:
                 or (action == "update" and (r.get("owner_org_id") is None
                                             or r.get("owner_org_id") != s.get("org_id")))
                 or not s.get("real_name_verified", False)
-                or (org_type in _RESEARCH and purpose not in ("scientific_research", "education"))
+                or (org_type in _RESEARCH
+                    and purpose not in ("scientific_research", "education", "public_health"))
                 or (personal and not consent and not deidentified)
                 or (tier == "open" and personal and not deidentified)
-                or (tier == "conditional" and org_type not in _ELIGIBLE and org_type not in _GOVERNMENT)
+                or (tier == "conditional" and org_type not in _ELIGIBLE and org_type not in _GOVERNMENT
+                    and (r.get("owner_org_id") is None or r.get("owner_org_id") != s.get("org_id")))
                 or (tier == "conditional" and org_type in _ELIGIBLE
                     and s["region"] != "southeast_park")):
             return False
+        if action == "update" and r.get("owner_org_id") is not None \
+                and r.get("owner_org_id") == s.get("org_id"):
+            return True
         if tier == "open" and action in _OPEN_ACTIONS:
             return True
         if (org_type in _GOVERNMENT and tier != "closed" and action in _SHARE_ACTIONS
