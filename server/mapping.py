@@ -47,6 +47,8 @@ class AttributeSource:
     claim: tuple[str, ...] | None
     header: str | None
     default: Any
+    # The gateway's words for the policy's values ({"高校": "university"}); others pass as is.
+    values: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -157,12 +159,17 @@ class GatewayMapping:
             value = _walk(claims, source.claim)
             if value is not None:
                 name = ".".join(source.claim)
+                if source.values is not None and isinstance(value, str):
+                    value = source.values.get(value, value)
                 self._put(values, problems, source.path, value, f"claim {name}", f"声明 {name}")
                 return
         if source.header is not None:
             text = headers.get(source.header)
             if text is not None and text.strip():
-                self._put(values, problems, source.path, text.strip(),
+                value = text.strip()
+                if source.values is not None:
+                    value = source.values.get(value, value)
+                self._put(values, problems, source.path, value,
                           f"header {source.header} {text.strip()!r}",
                           f"请求头 {source.header} {text.strip()!r}")
                 return
@@ -194,6 +201,8 @@ class GatewayMapping:
             written += [(f"route {route.name}", a, v) for a, v in route.constants]
         written += [("attributes", s.path, s.default) for s in self.attributes
                     if s.default is not None]
+        written += [(f"attributes {s.path} values", s.path, v) for s in self.attributes
+                    for v in (s.values or {}).values()]
         for where, attribute, value in written:
             vocabulary = vocabularies.get(attribute)
             if vocabulary is not None and value not in vocabulary.values:

@@ -45,6 +45,7 @@ class SourceSpec(_Spec):
     claim: list[str] | None = None
     header: str | None = None
     default: Any = None
+    values: dict[str, Any] | None = None
 
     @field_validator("claim", mode="before")
     @classmethod
@@ -190,9 +191,16 @@ class _Compiler:
         self.text, self.name = text, name
         self.diagnostics: list[Diagnostic] = []
 
-    def error(self, code: str, loc: tuple, message: str, help_line: str | None = None) -> None:
-        self.diagnostics.append(Diagnostic(code, f"{_show_loc(loc)}: {message}",
-                                           _span(self.text, self.name, loc), help_line))
+    def error(self, code: str, loc: tuple, message: str, help_line: str | None = None, *,
+              needle: str | None = None) -> None:
+        """Record a problem at the field `loc`; `needle`, if found on that line, narrows the
+        caret to the offending text (a placeholder inside a path template)."""
+        span = _span(self.text, self.name, loc)
+        if span is not None and needle:
+            column = self.text.splitlines()[span.line - 1].find(needle)
+            if column >= 0:
+                span = Span(span.file, span.line, column + 1, span.line, column + 1 + len(needle))
+        self.diagnostics.append(Diagnostic(code, f"{_show_loc(loc)}: {message}", span, help_line))
 
     def compile(self, spec: MappingSpec) -> GatewayMapping:
         if spec.version != 1:
@@ -238,8 +246,13 @@ class _Compiler:
             if default is not None and convert_value(ATTRIBUTES[path].kind, default) != default:
                 self.error("TG706", loc + ("default",),
                            f"default {default!r} is not {ATTRIBUTES[path].kind.value}")
+            for word, value in (parsed.values or {}).items():
+                if convert_value(ATTRIBUTES[path].kind, value) != value:
+                    self.error("TG706", loc + ("values", word),
+                               f"{word!r} = {value!r}: {value!r} is not {ATTRIBUTES[path].kind.value}")
             out.append(AttributeSource(path, ATTRIBUTES[path].kind,
-                                       tuple(parsed.claim) if parsed.claim else None, header, default))
+                                       tuple(parsed.claim) if parsed.claim else None, header,
+                                       default, parsed.values))
         return out
 
     def known(self, loc: tuple, path: str) -> str | None:
@@ -334,12 +347,12 @@ class _Compiler:
             return re.compile(r"(?!)"), ()
         captures = []
         for group in pattern.groupindex:
-            attribute = self.placeholder(loc, group.replace("__", "."))
+            attribute = self.placeholder(loc, group.replace("__", "."), f"(?P<{group}>")
             if attribute is not None:
                 captures.append((group, attribute))
         return pattern, tuple(captures)
 
-    def placeholder(self, loc: tuple, name: str) -> str | None:
+    def placeholder(self, loc: tuple, name: str, needle: str | None = None) -> str | None:
         attribute = SHORT_NAMES.get(name, name)
         if attribute in ATTRIBUTES:
             return attribute
@@ -347,7 +360,7 @@ class _Compiler:
         self.error("TG712", loc, f"{{{name}}} names no request attribute",
                    did_you_mean(name, choices)
                    or "use an attribute path (resource.id; in a regex group resource__id) or one "
-                      "of " + ", ".join(SHORT_NAMES))
+                      "of " + ", ".join(SHORT_NAMES), needle=needle or f"{{{name}}}")
         return None
 
 
@@ -357,7 +370,7 @@ def _flatten(table: Mapping[str, Any], *, sources: bool) -> dict[str, Any]:
     flat = {}
     for key, value in table.items():
         nested = isinstance(value, Mapping) and key in REQUEST_SECTIONS and \
-            (not sources or not value.keys() & {"claim", "header", "default"})
+            (not sources or not value.keys() & {"claim", "header", "default", "values"})
         if nested:
             for inner, item in value.items():
                 flat[f"{key}.{inner}"] = item

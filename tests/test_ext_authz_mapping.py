@@ -100,6 +100,7 @@ def test_unknown_placeholder_is_refused():
     d = only_error(GOOD.replace("{catalog_class}", "{catalog}"))
     assert d.code == "TG712" and "{catalog} names no request attribute" in d.message
     assert d.help == "did you mean catalog_class?"
+    assert (d.span.line, d.span.column, d.span.end_column) == (16, 19, 28)  # under {catalog}
 
 
 def test_path_and_regex_together_are_refused():
@@ -173,3 +174,18 @@ def test_unmapped_method_is_refused_naming_it():
     [problem] = caught.value.problems
     assert problem.message_en == "mapping: no action for method PUT on route dataset"
     assert problem.attribute == "action" and "PUT" in problem.message_zh
+
+
+def test_values_translate_the_gateways_words(policy):
+    text = GOOD.replace('{ claim = "org_type", header = "x-org-type" }',
+                        '{ claim = "org_type", header = "x-org-type", values = { "高校" = "university", UNIV = "university" } }')
+    mapping = parse_mapping(text)
+    path = "/datasets/basic_info/open/d1"
+    by_header = mapping.translate(method="GET", path=path, headers={**HEADERS, "x-org-type": "高校"})
+    by_claim = mapping.translate(method="GET", path=path, headers=HEADERS, claims={"org_type": "UNIV"})
+    assert by_header["subject"]["org_type"] == by_claim["subject"]["org_type"] == "university"
+    # A word not listed passes unchanged, and the policy's vocabulary then decides.
+    assert mapping.translate(method="GET", path=path, headers=HEADERS)["subject"]["org_type"] == "university"
+    bad = parse_mapping(text.replace('UNIV = "university"', 'UNIV = "univ"'))
+    [warning] = bad.undeclared_values(policy.vocabularies)
+    assert "subject.org_type 'univ' is not declared" in warning
