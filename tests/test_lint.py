@@ -149,13 +149,15 @@ def test_matrix_shape_and_known_cells(shipped):
         for catalog_class in matrix.classes:
             assert matrix.cell(catalog_class, "open", org).without_grant
     foreign = matrix.cell("medical_service", "conditional", "foreign_enterprise")
-    assert not foreign.possible
+    # Only the owner maintaining its own data (a text test) is permitted; the rest is denied.
+    assert foreign.mark == "p" and foreign.permitted_by == ("owner-maintains-own-data",)
     assert foreign.denied_by(matrix.fallback) == ("conditional-eligible-applicants",)
+    assert foreign.shares[0] == ("conditional-eligible-applicants", 1.0)
     fzu = matrix.cell("medical_service", "conditional", "university")
     assert fzu.mark == "G" and fzu.grants == ("fz-2026-017",)
     assert matrix.cell("public_health", "closed", "research_institute").grants == ("fz-2026-030",)
     basic = matrix.cell("basic_info", "closed", "research_institute")
-    assert basic.mark == "g" and not basic.permitted and basic.possible
+    assert basic.with_some_grant and not basic.with_present_grant and not basic.unconditional
     assert matrix.cell("basic_info", "conditional", "government_agency").mark == "P"
 
 
@@ -201,7 +203,7 @@ def test_cli_text_and_exit_codes(capsys):
     assert run_lint(str(POLICIES), "--now", "2026-11-22T10:00:00+08:00") == 0
     out = capsys.readouterr().out
     assert "grants.policy:39:1: warning[TG511]" in out and "[TG510]" in out
-    assert "coverage matrix" in out and "conditional × foreign_enterprise" in out
+    assert "coverage matrix" in out and "conditional × foreign_enterprise: every class" in out
     assert run_lint(str(POLICIES), "--now", "2026-11-22T10:00:00+08:00", "--strict") == 2
 
 
@@ -222,3 +224,20 @@ def test_cli_errors_exit_two_and_bad_policy_exits_one(tmp_path, capsys):
     assert "TG501" in capsys.readouterr().out
     (tmp_path / "rules.policy").write_text("rule {", encoding="utf-8")
     assert run_lint(str(tmp_path)) == 1
+
+
+def test_matrix_marks_on_a_small_set():
+    result = lint(rule("open", "permit when resource.tier == open"),
+                  rule("owner", "permit when action == update "
+                       "and resource.owner_org_id == subject.org_id"),
+                  GRANT_RULE, grant("g-1"),
+                  rule("closed-off", "deny when resource.tier == closed"))
+    matrix = result.matrix
+    assert matrix.cell("basic_info", "open", "individual").mark == "P"
+    assert matrix.cell("medical_service", "conditional", "individual").mark == "G"
+    assert matrix.cell("basic_info", "conditional", "individual").mark == "p"
+    closed = matrix.cell("basic_info", "closed", "individual")
+    assert closed.mark == "·" and closed.denied_throughout_by == ("closed-off",)
+    assert closed.denied_by(matrix.fallback) == ("closed-off",)
+    grant_only = lint(GRANT_RULE).matrix.cell("basic_info", "conditional", "university")
+    assert grant_only.mark == "g"

@@ -14,6 +14,15 @@ the indexed attributes counts as possibly applying. Deny rules count only where 
 unconditionally, so a cell marked permitted is one the rules do not close off; a cell marked
 denied is denied for every request in it. The grantee of a grant is an org id, whose org type
 is not known from the grant, so a present grant counts for every org type.
+
+Marks: P a permit rule needing no grant applies with no further test somewhere in the cell;
+G a present grant can make a permit rule apply; p permitted only where a text or time test
+holds (e.g. the owner updating its own data); g only with a grant not yet written; · never.
+
+"Which rules deny the rest": each deny rule's share of the cell's requests (all indexed
+attributes counted by their declared values) where it applies or may apply (a deny rule with
+residual tests counts as applying, "unless" its test fails), and the default-deny rule's share
+where nothing applies. `denied_by` names the rules denying more than half the cell.
 """
 
 from __future__ import annotations
@@ -42,6 +51,8 @@ class Cell:
     denied_throughout_by: tuple[str, ...]  # deny rules that apply to every request in the cell
     overridden_by: tuple[str, ...]  # deny rules that override a permit somewhere in the cell
     default_denied: bool  # some requests meet no permit rule and no deny rule
+    unconditional: bool = False  # a no-grant permit rule applies with no further test
+    shares: tuple[tuple[str, float], ...] = ()  # (deny rule, share of the cell), largest first
 
     @property
     def permitted(self) -> bool:
@@ -55,10 +66,12 @@ class Cell:
 
     @property
     def mark(self) -> str:
-        if self.without_grant:
+        if self.without_grant and self.unconditional:
             return "P"
         if self.with_present_grant:
             return "G"
+        if self.without_grant:
+            return "p"
         if self.with_some_grant:
             return "g"
         return "·"
@@ -67,6 +80,9 @@ class Cell:
         """The rules that deny what is not permitted in this cell."""
         if self.denied_throughout_by:
             return self.denied_throughout_by
+        most = tuple(rule for rule, share in self.shares if share > 0.5)
+        if most or self.possible:
+            return most
         out = list(self.overridden_by)
         if self.default_denied and fallback:
             out.append(fallback)
@@ -79,7 +95,8 @@ class Cell:
                 "with_some_grant": self.with_some_grant, "permitted_by": list(self.permitted_by),
                 "grants": list(self.grants), "denied_by": list(self.denied_by(fallback)),
                 "denied_throughout_by": list(self.denied_throughout_by),
-                "overridden_by": list(self.overridden_by), "default_denied": self.default_denied}
+                "overridden_by": list(self.overridden_by), "default_denied": self.default_denied,
+                "deny_shares": {rule: round(share, 4) for rule, share in self.shares}}
 
 
 @dataclass(frozen=True)
@@ -101,10 +118,12 @@ class Matrix:
 
 class _Tally:
     __slots__ = ("without", "present", "some", "permitted_by", "grants", "throughout",
-                 "overridden", "default")
+                 "overridden", "default", "unconditional", "volume", "denied")
 
     def __init__(self) -> None:
-        self.without = self.present = self.some = self.default = False
+        self.without = self.present = self.some = self.default = self.unconditional = False
+        self.volume = 0
+        self.denied: dict[str, int] = {}
         self.permitted_by: set[str] = set()
         self.grants: set[str] = set()
         self.throughout: set[str] | None = None
@@ -120,16 +139,23 @@ def coverage_matrix(policy: PolicySet, *, now: int) -> Matrix:
     approvers = vocabularies["approver"].values
     live_grants = [g for g in policy.grants if now < g.expires]
     tallies = {key: _Tally() for key in product(classes, tiers, orgs)}
+    fallback = next((r.id for r in policy.rules if r.fallback), None)
     for region in regions(policy.tree.root):
         leaf = region.leaf
         denies = {r.id for r in unconditional_denies(leaf)}
-        without, some, rules = False, False, set()
+        volume = 1
+        for attribute in policy.tree.order:
+            if attribute not in (TIER, CLASS, ORG):
+                volume *= len(region.values(attribute, policy.checked.domain(attribute)))
+        may_deny = [c.rule.id for c in leaf.denies]
+        without, some, unconditional, rules = False, False, False, set()
         present: dict[str, set[tuple[str, str]]] = {}  # grant id -> (class, tier) it serves
         for candidate in leaf.permits:
             rule = candidate.rule
             if not rule.needs_grant:
                 if candidate_may_apply(candidate):
                     without = True
+                    unconditional = unconditional or candidate.checks is None
                     rules.add(rule.id)
                 continue
             if candidate_may_apply(candidate, approvers=approvers):
@@ -146,6 +172,11 @@ def coverage_matrix(policy: PolicySet, *, now: int) -> Matrix:
             for catalog_class in region.values(CLASS, frozenset(classes)):
                 tally = tallies[(catalog_class, tier, org)]
                 tally.throughout = denies.copy() if tally.throughout is None else tally.throughout & denies
+                tally.volume += volume
+                for rule_id in may_deny:
+                    tally.denied[rule_id] = tally.denied.get(rule_id, 0) + volume
+                if not denies and not permit_here and not may_deny and fallback:
+                    tally.denied[fallback] = tally.denied.get(fallback, 0) + volume
                 if denies:
                     if permit_here:
                         tally.overridden |= denies
@@ -154,6 +185,7 @@ def coverage_matrix(policy: PolicySet, *, now: int) -> Matrix:
                     tally.default = True
                     continue
                 tally.without |= without
+                tally.unconditional |= unconditional
                 tally.some |= some
                 tally.permitted_by |= rules
                 for grant_id, served in present.items():
@@ -166,8 +198,9 @@ def coverage_matrix(policy: PolicySet, *, now: int) -> Matrix:
     for key, t in tallies.items():
         cells[key] = Cell(*key, t.without, t.present, t.some, by_order(t.permitted_by),
                           tuple(sorted(t.grants)), by_order(t.throughout or ()),
-                          by_order(t.overridden), t.default)
-    fallback = next((r.id for r in policy.rules if r.fallback), None)
+                          by_order(t.overridden), t.default, t.unconditional,
+                          tuple(sorted(((r, v / t.volume) for r, v in t.denied.items()),
+                                       key=lambda item: (-item[1], order.get(item[0], 0)))))
     return Matrix(classes, tiers, orgs, cells, fallback)
 
 
@@ -177,7 +210,8 @@ def render_matrix(matrix: Matrix) -> str:
     width = max(len(n) for n in numbers) + 1
     label = max(len(f"{t} {c}") for t in matrix.tiers for c in matrix.classes) + 2
     lines = ["coverage matrix (P: permitted without a grant; G: with a grant present; "
-             "g: only with a grant not yet written; ·: always denied)",
+             "p: only under a text or time condition; g: only with a grant not yet written; "
+             "·: always denied)",
              " " * label + "".join(n.rjust(width) for n in numbers)]
     for tier in matrix.tiers:
         for catalog_class in matrix.classes:
@@ -186,19 +220,25 @@ def render_matrix(matrix: Matrix) -> str:
             lines.append(f"{tier} {catalog_class}".ljust(label) + marks)
     lines.append("org types: " + ", ".join(f"{n} {o}" for n, o in zip(numbers, matrix.org_types)))
     lines.append("")
-    lines.append("denied cells, and the rules that deny them:")
+    lines.append("cells not openly permitted (p, g, ·), and the rules denying most of each:")
     groups: dict[tuple, list[Cell]] = {}
     for cell in matrix.cells.values():
-        if not cell.possible:
-            groups.setdefault(cell.denied_by(matrix.fallback), []).append(cell)
+        if cell.mark in "pg·":
+            groups.setdefault((cell.mark, cell.denied_by(matrix.fallback)), []).append(cell)
     if not groups:
         lines.append("  (none)")
-    for rules, cells in groups.items():
-        lines.append(f"  {', '.join(rules) or 'no rule'}:")
+    for (mark, rules), cells in groups.items():
+        lines.append(f"  {mark} {', '.join(rules) or 'no single rule denies most (shares: --format json)'}:")
         by_tier_org: dict[tuple[str, str], list[str]] = {}
         for cell in cells:
             by_tier_org.setdefault((cell.tier, cell.org_type), []).append(cell.catalog_class)
         for (tier, org), found in by_tier_org.items():
-            which = "every class" if len(found) == len(matrix.classes) else ", ".join(found)
+            missing = [c for c in matrix.classes if c not in found]
+            if not missing:
+                which = "every class"
+            elif len(missing) < len(found):
+                which = "every class but " + ", ".join(missing)
+            else:
+                which = ", ".join(found)
             lines.append(f"    {tier} × {org}: {which}")
     return "\n".join(lines)
