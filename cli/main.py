@@ -20,6 +20,7 @@ SUBCOMMANDS = (
     "diff",
     "report",
     "fmt",
+    "lint",
     "gateway",
 )
 
