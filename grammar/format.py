@@ -122,7 +122,8 @@ def _needs_parens(parent, child) -> bool:
     if isinstance(parent, ast.AllOf):
         return isinstance(child, (ast.AllOf, ast.AnyOf))
     if isinstance(parent, ast.AnyOf):
-        return isinstance(child, ast.AnyOf)
+        # `and` binds tighter, but officers should not need to know that: keep `(a and b) or c`.
+        return isinstance(child, (ast.AnyOf, ast.AllOf))
     return False
 
 

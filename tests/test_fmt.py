@@ -70,14 +70,18 @@ def test_comments_stay_where_they_belong():
     assert lines[-2].lstrip().startswith("expires"), "grant clauses are in the canonical order"
 
 
-def test_precedence_is_kept_with_only_needed_parentheses():
+def test_precedence_is_kept_and_and_groups_inside_or_stay_visible():
     text = ('rule r { cite "c" message zh "z" en "e" '
             "deny when (action == delete) and (action == copy or action == query) }")
     out = format_text(text)
     assert "deny when action == delete and (action == copy or action == query)" in out
     text = ('rule r { cite "c" message zh "z" en "e" '
             "deny when action == delete or (action == copy and action == query) }")
-    assert "deny when action == delete or action == copy and action == query" in format_text(text)
+    # Not needed for the parser, but officers should not have to know that `and` binds tighter.
+    assert "deny when action == delete or (action == copy and action == query)" in format_text(text)
+    text = ('rule r { cite "c" message zh "z" en "e" '
+            "deny when action == delete or action == copy and action == query }")
+    assert "deny when action == delete or (action == copy and action == query)" in format_text(text)
     # A parenthesised group of the same connective is a separate node: keep it.
     text = ('rule r { cite "c" message zh "z" en "e" '
             "deny when action == delete and (context.consent and context.deidentified) }")
