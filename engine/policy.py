@@ -207,7 +207,11 @@ class PolicySet:
             if output.decides:
                 reasons.append(reason)
             for obligation in rule_obligations:
-                obligations.setdefault((obligation.id, tuple(obligation.params.items())), obligation)
+                # Equal obligations from several rules are given once (the first).
+                key = (obligation.id, tuple(obligation.params.items())) if obligation.params \
+                    else obligation.id
+                if key not in obligations:
+                    obligations[key] = obligation
             if grant is not None and grant_id is None:
                 grant_id = grant.id
         found = (tuple(reasons), tuple(obligations.values()), grant_id)
