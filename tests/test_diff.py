@@ -117,8 +117,8 @@ def test_removed_deny_rule_newly_permits_out_of_park_grantees(tmp_path):
     details = diff.of_kind("changed_details")
     assert details and all(c.old.rules == ("conditional-in-park-only",) for c in details)
     space = dict(GRANT_SPACE, subject__region=["southeast_park", "fuzhou", "overseas"],
-                 resource__catalog_class=["medical_service", "drug_management", "basic_info"],
-                 context__storage_region=["domestic", "overseas"])
+                 resource__catalog_class=["medical_service", "drug_management"],
+                 action=["query", "share"])
     changed, reported = brute_force(old, new, diff, space)
     assert changed and changed == reported
     assert {c[1] for c in changed} == {"PERMIT"}
