@@ -74,6 +74,24 @@ def _time_calls(call, inputs: list, budget_s: float) -> dict:
             "per_s": len(sample) / (elapsed / 1e9), "calls": len(sample)}
 
 
+def _load_phases(directory: Path) -> dict:
+    """Where load_policy_set spends its time: parse (Lark), check, compile (tree, grant index)."""
+    from tiergate.engine.check import check_policy
+    from tiergate.engine.load import read_policy_sources
+    from tiergate.engine.policy import PolicySet
+    from tiergate.grammar.parser import parse_policy
+
+    sources = read_policy_sources(directory)
+    start = time.perf_counter()
+    parsed = [parse_policy(sources[name], name) for name in sorted(sources)]
+    parsed_at = time.perf_counter()
+    checked = check_policy(parsed)
+    checked_at = time.perf_counter()
+    PolicySet(checked, revision="bench", sources=sources)
+    done = time.perf_counter()
+    return {"parse": parsed_at - start, "check": checked_at - parsed_at, "compile": done - checked_at}
+
+
 def worker(grant_count: int, quick: bool) -> dict:
     sys.path.insert(0, str(BENCH))
     import workload
@@ -92,6 +110,7 @@ def worker(grant_count: int, quick: bool) -> dict:
         compile_s = time.perf_counter() - start
         gc.collect()
         out["engines"]["tiergate"] = {"build_s": compile_s, "rss_mb": (rss_bytes() - before) / 2**20}
+        out["load_phases"] = _load_phases(directory)
 
     request_count = 1_000 if quick else 5_000
     requests = workload.requests(spec, request_count)
@@ -191,12 +210,18 @@ def table(results: list[dict], quick: bool, wall_s: float) -> str:
     lines.append(f"Request mix at {results[-1]['grants']:,} grants ({total:,} requests): {shown}.")
     lines.append("")
     lines.append(
-        f"`python bench/engine_bench.py{' --quick' if quick else ''}` on {platform.machine()}, "
+        f"`python bench/engine_bench.py{''.join(' ' + a for a in sys.argv[1:])}` on {platform.machine()}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}, "
         f"{time.strftime('%Y-%m-%d')}, {wall_s:.0f} s. Medians of "
         f"{3 if quick else 7} side-by-side repetitions; build s is load_policy_set for Tiergate "
         f"(parse, check, compile), PolicySet.from_str for cedarpy, add_policies for casbin. "
         f"RSS growth for cedarpy/casbin is measured in the same process after Tiergate's load.")
+    phases = "; ".join(
+        f"{r['grants']:,} grants: parse {r['load_phases']['parse']:.2f} s, check "
+        f"{r['load_phases']['check']:.2f} s, compile {r['load_phases']['compile']:.2f} s"
+        for r in results)
+    lines.append("")
+    lines.append(f"Tiergate's load, phase by phase (a second load in the same worker): {phases}.")
     for result in results:
         for note in result["notes"]:
             lines.append(f"- {result['grants']:,} grants: {note}")
