@@ -227,6 +227,7 @@ def _decision_denied(decision: Decision) -> external_auth_pb2.CheckResponse:
 
 def _mapping_denied(error: MappingError) -> external_auth_pb2.CheckResponse:
     error_id = _error_id()
+    log.debug("ext_authz %s denied: %s", error_id, error)
     body = {"effect": "DENY", "error": "mapping", "decision_id": error_id,
             "reasons": [_reason("mapping", p.message_zh, p.message_en, p.attribute)
                         for p in error.problems]}
@@ -235,6 +236,7 @@ def _mapping_denied(error: MappingError) -> external_auth_pb2.CheckResponse:
 
 def _request_denied(error: RequestError, revision: str) -> external_auth_pb2.CheckResponse:
     error_id = _error_id()
+    log.debug("ext_authz %s denied: %s", error_id, error)
     reasons = []
     for p in error.problems:
         zh = f"请求：{p.attribute} 的值不被策略接受（{p.message}）"
