@@ -32,8 +32,9 @@ from google.protobuf import json_format, struct_pb2
 from google.rpc import code_pb2, status_pb2
 
 from tiergate.engine import Decision, PolicySet, RequestError
+from tiergate.engine.schema import Kind
 
-from .mapping import MAPPING_FILE, GatewayMapping, MappingError, MappingProblem, load_mapping
+from .mapping import ATTRIBUTES, MAPPING_FILE, GatewayMapping, MappingError, MappingProblem, load_mapping
 
 log = logging.getLogger("tiergate.ext_authz")
 
@@ -239,11 +240,15 @@ def _request_denied(error: RequestError, revision: str) -> external_auth_pb2.Che
     log.debug("ext_authz %s denied: %s", error_id, error)
     reasons = []
     for p in error.problems:
-        zh = f"请求：{p.attribute} 的值不被策略接受（{p.message}）"
-        if p.allowed:
-            zh = f"请求：{p.attribute} 的值 {p.value!r} 未在策略中声明；允许的值：{'、'.join(p.allowed)}"
+        kind = ATTRIBUTES[p.attribute].kind if p.attribute in ATTRIBUTES else None
         if p.value is None:
             zh = f"请求：缺少 {p.attribute}"
+        elif kind is Kind.ENUM:
+            zh = f"请求：{p.attribute} 的值 {p.value!r} 未在策略中声明；允许的值：{'、'.join(p.allowed)}"
+        elif kind is Kind.TIME:
+            zh = f"请求：{p.attribute} 的值 {p.value!r} 不是带时区偏移的 RFC 3339 时间"
+        else:
+            zh = f"请求：{p.attribute} 的值 {p.value!r} 无效"
         reasons.append(_reason("request", zh, "request: " + p.message, p.attribute))
     body = {"effect": "DENY", "error": "invalid_request", "decision_id": error_id,
             "policy_revision": revision, "reasons": reasons,

@@ -329,3 +329,10 @@ def test_native_server_serves_check_once_the_module_is_listed(policy, monkeypatc
     finally:
         channel.close()
         running.stop(0)
+
+
+def test_bad_time_header_is_denied_as_a_bad_instant(authz):
+    body = denial(authz.Check(check_request("GET", DATASET, without(HEADERS, x_tiergate_time="tomorrow"))))
+    assert body["error"] == "invalid_request"
+    [reason] = body["reasons"]
+    assert reason["attribute"] == "context.time" and "RFC 3339" in reason["message_zh"]
