@@ -186,12 +186,22 @@ def compile_residual(residual: tuple[model.Residual, ...]) -> Predicate:
 # ---- grants -----------------------------------------------------------------------------
 
 
+# What applicable_grants reads for one grant: (expires, purpose bits, action bits, datasets or
+# None, grant). PERF: small ints and one tuple instead of the grant's frozensets, so deciding
+# with 10,000 grants touches a few cache lines rather than a dozen scattered objects.
+GrantEntry = tuple[int, int, int, "frozenset[str] | None", model.Grant]
+
+
 @dataclass(frozen=True)
 class GrantIndex:
     """Grants by grantee, then (tier, catalog class); each list latest-expiring first."""
 
     by_grantee: dict[str, dict[tuple[str, str], tuple[model.Grant, ...]]]
     expiries: dict[str, tuple[int, ...]]  # each grantee's expiry instants, sorted
+    # The same lists as entries, with purposes and actions as bit sets over these numberings.
+    entries: dict[str, dict[tuple[str, str], tuple[GrantEntry, ...]]]
+    purpose_bits: dict[str, int]
+    action_bits: dict[str, int]
 
     def candidates(self, org_id: str | None, tier: str, catalog_class: str) -> tuple[model.Grant, ...]:
         scoped = self.by_grantee.get(org_id)
@@ -205,6 +215,13 @@ def grant_preference(grant: model.Grant) -> tuple:
     return (-grant.expires, grant.id)
 
 
+def _bits(values: frozenset[str], numbering: dict[str, int]) -> int:
+    mask = 0
+    for value in values:
+        mask |= numbering.setdefault(value, 1 << len(numbering))
+    return mask
+
+
 def build_grant_index(grants: tuple[model.Grant, ...]) -> GrantIndex:
     scoped: dict[str, dict[tuple[str, str], list]] = defaultdict(lambda: defaultdict(list))
     expiries: dict[str, set[int]] = defaultdict(set)
@@ -213,10 +230,18 @@ def build_grant_index(grants: tuple[model.Grant, ...]) -> GrantIndex:
         for tier in grant.tiers:
             for catalog_class in grant.catalog:
                 scoped[grant.grantee][(tier, catalog_class)].append(grant)
+    by_grantee = {org: {key: tuple(sorted(gs, key=grant_preference)) for key, gs in by_key.items()}
+                  for org, by_key in scoped.items()}
+    purpose_bits: dict[str, int] = {}
+    action_bits: dict[str, int] = {}
+    entry = {g.id: (g.expires, _bits(g.purposes, purpose_bits), _bits(g.actions, action_bits),
+                    g.datasets, g) for g in grants}
     return GrantIndex(
-        {org: {key: tuple(sorted(gs, key=grant_preference)) for key, gs in by_key.items()}
-         for org, by_key in scoped.items()},
-        {org: tuple(sorted(instants)) for org, instants in expiries.items()})
+        by_grantee,
+        {org: tuple(sorted(instants)) for org, instants in expiries.items()},
+        {org: {key: tuple(entry[g.id] for g in gs) for key, gs in by_key.items()}
+         for org, by_key in by_grantee.items()},
+        purpose_bits, action_bits)
 
 
 def time_literals(rules: tuple[model.Rule, ...]) -> tuple[int, ...]:

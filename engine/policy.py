@@ -36,34 +36,45 @@ class _DecisionIds:
 _ids = _DecisionIds()
 
 
-class _RuleOutput:
-    """A rule's reason and obligations, prepared once; grant-dependent parts once per grant."""
+def _keyed(obligations: tuple[Obligation, ...]) -> tuple[tuple[Any, Obligation], ...]:
+    """Each obligation with the key that makes equal obligations from several rules one."""
+    return tuple(((o.id, tuple(o.params.items())) if o.params else o.id, o) for o in obligations)
 
-    __slots__ = ("reason", "obligations", "templates", "decides", "_by_grant")
+
+class _RuleOutput:
+    """A rule's reason and obligations, prepared once; grant-dependent parts once per grant.
+
+    Obligations are kept keyed (see `_keyed`) so that merging several rules' outputs is a
+    dictionary update per obligation.
+    """
+
+    __slots__ = ("reason", "keyed", "templates", "decides", "_by_grant")
 
     def __init__(self, rule: model.Rule):
         effect = PERMIT if rule.effect == "permit" else DENY
         self.reason = Reason(rule.id, effect, rule.citation, rule.message_zh, rule.message_en)
         self.templates = rule.obligations
-        self.obligations = (tuple(Obligation(t.id, dict(t.parameters)) for t in rule.obligations)
-                            if not any(t.from_grant for t in rule.obligations) else None)
+        # None: the obligations take parameters from the bound grant (none without a grant).
+        self.keyed = (_keyed(tuple(Obligation(t.id, dict(t.parameters)) for t in rule.obligations))
+                      if not any(t.from_grant for t in rule.obligations) else None)
         self.decides = rule.effect != "obligation"  # `on permit` rules give no reason
-        # PERF: grant id -> (reason, obligations); bounded by the policy's grants.
-        self._by_grant: dict[str, tuple[Reason, tuple[Obligation, ...]]] = {}
+        # PERF: grant id -> (reason, keyed obligations); bounded by the policy's grants.
+        self._by_grant: dict[str, tuple[Reason, tuple]] = {}
 
-    def with_grant(self, grant: model.Grant | None) -> tuple[Reason, tuple[Obligation, ...]]:
+    def with_grant(self, grant: model.Grant | None) -> tuple[Reason, tuple[tuple[Any, Obligation], ...]]:
+        """The reason and keyed obligations this rule gives when it decides with `grant`."""
         if grant is None:
-            return self.reason, self.obligations or ()
+            return self.reason, self.keyed or ()
         found = self._by_grant.get(grant.id)
         if found is None:
             found = self._by_grant[grant.id] = self._for_grant(grant)
         return found
 
-    def _for_grant(self, grant: model.Grant) -> tuple[Reason, tuple[Obligation, ...]]:
+    def _for_grant(self, grant: model.Grant) -> tuple[Reason, tuple]:
         reason = Reason(self.reason.rule_id, self.reason.effect, self.reason.citation,
                         self.reason.message_zh, self.reason.message_en, grant.id)
-        if self.obligations is not None:
-            return reason, self.obligations
+        if self.keyed is not None:
+            return reason, self.keyed
         obligations = []
         for template in self.templates:
             params = {}
@@ -72,7 +83,7 @@ class _RuleOutput:
                     value = grant.expires_text if value == "grant.expires" else grant.attribute(value)
                 params[name] = value
             obligations.append(Obligation(template.id, params))
-        return reason, tuple(obligations)
+        return reason, _keyed(tuple(obligations))
 
 
 # How many distinct (rules, grants) outcomes a policy set remembers; past it, outcomes are
@@ -100,7 +111,7 @@ class PolicySet:
         self._default = self._outputs[fallback.id] if fallback else None
         if self._default is not None:
             self._default_reasons = (self._default.reason,)
-            self._default_obligations = self._default.obligations or ()
+            self._default_obligations = tuple(o for _, o in self._default.keyed or ())
         else:
             self._default_reasons, self._default_obligations = (DEFAULT_DENY,), ()
         self._merged_outputs: dict[tuple, tuple] = {}
@@ -148,11 +159,20 @@ class PolicySet:
 
     def applicable_grants(self, values: list) -> list[model.Grant]:
         """Grants of the requester's organisation that cover this request now, preferred first."""
-        now = values[TIME_SLOT]
-        dataset, purpose, action = values[_DATASET], values[_PURPOSE], values[_ACTION]
-        return [g for g in self.grant_index.candidates(values[_ORG], values[_TIER], values[_CLASS])
-                if now < g.expires and purpose in g.purposes and action in g.actions
-                and (g.datasets is None or dataset in g.datasets)]
+        index = self.grant_index
+        scoped = index.entries.get(values[_ORG])
+        if scoped is None:
+            return []
+        entries = scoped.get((values[_TIER], values[_CLASS]))
+        if entries is None:
+            return []
+        now, dataset = values[TIME_SLOT], values[_DATASET]
+        # A purpose or action no grant names has no bit (0): nothing covers it.
+        purpose = index.purpose_bits.get(values[_PURPOSE], 0)
+        action = index.action_bits.get(values[_ACTION], 0)
+        return [grant for expires, purposes, actions, datasets, grant in entries
+                if now < expires and purposes & purpose and actions & action
+                and (datasets is None or dataset in datasets)]
 
     def decide_values(self, values: list) -> Decision:
         node = self.tree.root
@@ -203,14 +223,11 @@ class PolicySet:
         grant_id = None
         for rule_id, grant in deciding:
             output = self._outputs[rule_id]
-            reason, rule_obligations = output.with_grant(grant)
+            reason, keyed = output.with_grant(grant)
             if output.decides:
                 reasons.append(reason)
-            for obligation in rule_obligations:
-                # Equal obligations from several rules are given once (the first).
-                key = (obligation.id, tuple(obligation.params.items())) if obligation.params \
-                    else obligation.id
-                if key not in obligations:
+            for key, obligation in keyed:
+                if key not in obligations:  # equal obligations from several rules: the first
                     obligations[key] = obligation
             if grant is not None and grant_id is None:
                 grant_id = grant.id
