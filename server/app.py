@@ -81,7 +81,8 @@ def server_options(config: ServeConfig) -> list[tuple[str, Any]]:
         # calls on the same port are not affected.
         ("grpc.max_receive_message_length", config.max_message_bytes),
         # --workers N: every process binds the same port and the kernel spreads connections.
-        ("grpc.so_reuseport", 1),
+        # gRPC turns SO_REUSEPORT on by default; a lone server turns it off (see config).
+        ("grpc.so_reuseport", 1 if config.reuse_port else 0),
     ]
 
 

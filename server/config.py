@@ -9,8 +9,9 @@
     max_message_bytes = 4194304  # larger requests are refused with RESOURCE_EXHAUSTED
     drain_seconds = 10.0         # how long SIGTERM waits for calls in flight
     threads = 8                  # gRPC handler threads per process
+    reuse_port = false           # let independent processes share the port (SO_REUSEPORT)
 
-Each key can be set as an environment variable, TIERGATE_<KEY> (TIERGATE_LISTEN,
+A relative policy_dir in the file is relative to the file. Each key can be set as an environment variable, TIERGATE_<KEY> (TIERGATE_LISTEN,
 TIERGATE_POLICY_DIR, ...), and the file itself named with TIERGATE_CONFIG. A flag beats a
 variable, which beats the file, which beats the default. Unknown keys are errors: a typo in a
 production config should stop the server, not be ignored.
@@ -44,6 +45,10 @@ class ServeConfig(BaseModel):
     max_message_bytes: int = Field(4 * 1024 * 1024, gt=0)
     drain_seconds: float = Field(10.0, ge=0)
     log_level: str = "INFO"
+    # Let several processes bind the port (SO_REUSEPORT). --workers sets it for its workers;
+    # off otherwise, so a second server started by mistake fails instead of taking half the
+    # connections with whatever policy it has.
+    reuse_port: bool = False
 
     @field_validator("listen")
     @classmethod
@@ -87,7 +92,11 @@ def load_config(flags: Mapping[str, Any], *, config_file: str | Path | None = No
     config_file = config_file or environ.get(ENV_PREFIX + "CONFIG")
     merged: dict[str, Any] = {}
     if config_file:
-        merged.update(read_config_file(config_file))
+        settings = read_config_file(config_file)
+        if isinstance(settings.get("policy_dir"), str):
+            # A relative policy_dir in a file means relative to that file, wherever we run.
+            settings["policy_dir"] = Path(config_file).parent / settings["policy_dir"]
+        merged.update(settings)
     merged.update(from_environment(environ))
     merged.update({k: v for k, v in flags.items() if v is not None})
     try:

@@ -72,7 +72,7 @@ def run_workers(config: ServeConfig) -> int:
                 for s in (signal.SIGTERM, signal.SIGINT)}
     workers: list[subprocess.Popen] = []
     try:
-        child_config = config.model_copy(update={"workers": 1})
+        child_config = config.model_copy(update={"workers": 1, "reuse_port": True})
         for _ in range(config.workers):
             workers.append(_start_worker(child_config))
         for index, worker in enumerate(workers):

@@ -22,7 +22,7 @@ def test_flags_beat_environment_beat_file(tmp_path):
     config = load_config({"workers": 2, "listen": None}, config_file=config_file,
                          environ={"TIERGATE_LISTEN": "127.0.0.1:7001", "TIERGATE_CACHE_SIZE": "9"})
     assert (str(config.policy_dir), config.listen, config.workers, config.cache_size) == \
-        ("from-file", "127.0.0.1:7001", 2, 9)
+        (str(tmp_path / "from-file"), "127.0.0.1:7001", 2, 9)
 
 
 def test_config_file_named_by_environment(tmp_path):

@@ -104,3 +104,16 @@ def test_policy_that_does_not_load_is_exit_1(tmp_path):
                              capture_output=True, text=True, timeout=60)
     assert process.returncode == 1
     assert "did not load" in process.stderr
+
+
+def test_a_second_server_on_a_taken_port_fails():
+    process = _serve()
+    try:
+        port, _ = _ready_port(process)
+        second = subprocess.run([sys.executable, "-m", "tiergate.cli.main", "serve", str(POLICIES),
+                                 "--listen", f"127.0.0.1:{port}"],
+                                capture_output=True, text=True, timeout=60)
+        assert second.returncode == 1
+        assert f"cannot listen on 127.0.0.1:{port}" in second.stderr or "bind" in second.stderr.lower()
+    finally:
+        _stop(process)
