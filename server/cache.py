@@ -18,7 +18,7 @@ from cachetools import LRUCache
 
 
 class DecisionCache:
-    """Bounded LRU of time-less request key -> (valid_until, encoded decision). Thread-safe.
+    """Bounded LRU of time-less request key -> (decided at, valid_until, encoded decision). Thread-safe.
 
     The value is the serialized Decision without its decision_id (see wire.py): every answer
     gets its own id, so audit logs can tell answers apart even when they come from the cache.
@@ -35,24 +35,26 @@ class DecisionCache:
         return len(self._entries)
 
     def get(self, key: bytes, now: int) -> bytes | None:
-        """The cached encoding for `key` if it still holds at `now` (µs since the epoch)."""
+        """The cached encoding for `key` if it holds at `now` (µs since the epoch)."""
         with self._lock:
             entry = self._entries.get(key)
-            if entry is not None and entry[0] is not None and now >= entry[0]:
-                # INVARIANT: never serve a decision at or past the instant it could change.
+            if entry is not None and not (entry[0] <= now and (entry[1] is None or now < entry[1])):
+                # INVARIANT: served only within [the instant it was decided, valid_until):
+                # never at or past the instant it could change, nor before it was decided
+                # (a clock stepped back could cross a time condition).
                 del self._entries[key]
                 entry = None
         if entry is None:
             self.misses += 1
             return None
         self.hits += 1
-        return entry[1]
+        return entry[2]
 
     def put(self, key: bytes, encoded: bytes, valid_until: int | None, now: int) -> None:
         if valid_until is not None and now >= valid_until:
             return
         with self._lock:
-            self._entries[key] = (valid_until, encoded)
+            self._entries[key] = (now, valid_until, encoded)
 
 
 def next_decision_id() -> str:

@@ -166,6 +166,16 @@ def test_cache_never_serves_past_a_grants_expiry():
         assert after.grant_id == ""
 
 
+def test_cache_is_not_served_before_the_instant_it_was_decided():
+    clock = FakeClock(EXPIRY)
+    request = to_proto(make_request(context__time=None))
+    with running_server(clock=clock) as (running, stub, _):
+        assert stub.Decide(request).effect == pb.DENY  # the grant has expired
+        clock.now = EXPIRY - 1_000_000  # the clock is stepped back (NTP): the grant applies
+        assert stub.Decide(request).effect == pb.PERMIT
+        assert running.holder.current.cache.hits == 0
+
+
 def test_requests_with_a_time_are_not_cached():
     with running_server() as (running, stub, _):
         for _ in range(2):
