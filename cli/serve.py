@@ -21,6 +21,8 @@ def register(subparsers) -> None:
     parser.add_argument("--workers", type=int, metavar="N",
                         help="server processes sharing the port (default 1)")
     parser.add_argument("--config", metavar="FILE", help="a TOML file with the settings")
+    parser.add_argument("--mapping", metavar="FILE",
+                        help="gateway mapping for Envoy ext_authz (default: POLICY_DIR/gateway.toml if present)")
     parser.add_argument("--cache-size", type=int, metavar="N",
                         help="decisions kept per process (0 turns the cache off)")
     parser.add_argument("--reload-interval", type=float, metavar="SECONDS",
@@ -39,7 +41,8 @@ def run(args) -> int:
     from tiergate.server.config import ConfigError, load_config
     from tiergate.server.logs import configure_logging
 
-    flags = {"policy_dir": args.policy_dir, "listen": args.listen, "workers": args.workers,
+    flags = {"policy_dir": args.policy_dir, "mapping": args.mapping, "listen": args.listen,
+             "workers": args.workers,
              "cache_size": args.cache_size, "reload_interval": args.reload_interval,
              "max_message_bytes": args.max_message_bytes, "drain_seconds": args.drain_seconds,
              "threads": args.threads, "log_level": args.log_level}

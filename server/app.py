@@ -47,6 +47,7 @@ log = logging.getLogger("tiergate.server")
 
 SERVICE_MODULES: tuple[str, ...] = (
     "tiergate.server.service",
+    "tiergate.server.ext_authz",
 )
 
 
@@ -131,7 +132,8 @@ def serve(config: ServeConfig, *, ready_message: bool = True) -> int:
         running = start_server(config)
     except DiagnosticError as error:
         print(render_plain(error.diagnostics), file=sys.stderr)
-        print(f"error: the policy set in {config.policy_dir} did not load", file=sys.stderr)
+        print("error: the server did not start: the policy set or the gateway mapping has errors",
+              file=sys.stderr)
         return 1
     except RuntimeError as problem:
         print(f"error: {problem}", file=sys.stderr)

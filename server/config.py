@@ -37,6 +37,8 @@ class ServeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     policy_dir: Path
+    # Envoy ext_authz gateway mapping; default POLICY_DIR/gateway.toml when that file exists.
+    mapping: Path | None = None
     listen: str = "127.0.0.1:50051"
     workers: int = Field(1, ge=1, le=256)
     threads: int = Field(8, ge=1, le=1024)
@@ -93,9 +95,10 @@ def load_config(flags: Mapping[str, Any], *, config_file: str | Path | None = No
     merged: dict[str, Any] = {}
     if config_file:
         settings = read_config_file(config_file)
-        if isinstance(settings.get("policy_dir"), str):
-            # A relative policy_dir in a file means relative to that file, wherever we run.
-            settings["policy_dir"] = Path(config_file).parent / settings["policy_dir"]
+        for key in ("policy_dir", "mapping"):
+            if isinstance(settings.get(key), str):
+                # A relative path in a file means relative to that file, wherever we run.
+                settings[key] = Path(config_file).parent / settings[key]
         merged.update(settings)
     merged.update(from_environment(environ))
     merged.update({k: v for k, v in flags.items() if v is not None})

@@ -18,7 +18,7 @@ from tiergate.engine.timeutil import format_instant, parse_instant
 from tiergate.v1 import authorizer_pb2 as pb
 from tiergate.v1 import authorizer_pb2_grpc as pb_grpc
 
-READY = re.compile(r"tiergate: serving tiergate\.v1\.Authorizer on 127\.0\.0\.1:(\d+) policy sha256:")
+READY = re.compile(r"tiergate: serving tiergate\.v1\.Authorizer(?:, [\w.]+)* on 127\.0\.0\.1:(\d+) policy sha256:")
 
 
 def _serve(*flags: str) -> subprocess.Popen:
@@ -103,7 +103,7 @@ def test_policy_that_does_not_load_is_exit_1(tmp_path):
                               "--listen", "127.0.0.1:0"],
                              capture_output=True, text=True, timeout=60)
     assert process.returncode == 1
-    assert "did not load" in process.stderr
+    assert "a.policy:1:6" in process.stderr and "did not start" in process.stderr
 
 
 def test_a_second_server_on_a_taken_port_fails():
