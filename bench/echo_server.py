@@ -1,0 +1,90 @@
+"""A trivial gRPC echo server: the ceiling Python gRPC allows on this machine.
+
+    python bench/echo_server.py [--listen 127.0.0.1:0] [--threads 8]
+
+One Python process, built like `tiergate serve` (grpc.server on a ThreadPoolExecutor with the
+same thread count), so the difference between the two is what Tiergate adds per call. Prints
+one ready line, `echo: serving on HOST:PORT pid PID`, then serves until SIGTERM/SIGINT.
+
+Methods (generic handlers, no generated code):
+- /bench.Echo/Unary  returns the request bytes unchanged (no parse, no serialize);
+- /bench.Echo/Batch  parses a tiergate.v1.DecideBatchRequest and answers with every item
+  re-encoded one by one as a repeated field, the least a batch server must do per message
+  (the batch row's "echoed messages/s" counts items).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from concurrent import futures
+
+import grpc
+
+SERVICE = "bench.Echo"
+UNARY = f"/{SERVICE}/Unary"
+BATCH = f"/{SERVICE}/Batch"
+
+
+def _field1(payload: bytes) -> bytes:
+    """payload as field 1 (length-delimited) of a message."""
+    size = len(payload)
+    head = bytearray(b"\x0a")
+    while size > 0x7F:
+        head.append((size & 0x7F) | 0x80)
+        size >>= 7
+    head.append(size)
+    return bytes(head) + payload
+
+
+def _unary(request: bytes, context) -> bytes:
+    return request
+
+
+def _batch(request, context) -> bytes:
+    return b"".join([_field1(item.SerializeToString()) for item in request.requests])
+
+
+def build_server(listen: str, threads: int) -> tuple[grpc.Server, int]:
+    from tiergate.v1 import authorizer_pb2 as pb
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads),
+                         options=[("grpc.so_reuseport", 0),
+                                  ("grpc.max_receive_message_length", 64 * 1024 * 1024)])
+    identity = lambda data: data  # noqa: E731 - bytes in, bytes out
+    handlers = {
+        "Unary": grpc.unary_unary_rpc_method_handler(
+            _unary, request_deserializer=identity, response_serializer=identity),
+        "Batch": grpc.unary_unary_rpc_method_handler(
+            _batch, request_deserializer=pb.DecideBatchRequest.FromString,
+            response_serializer=identity),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    port = server.add_insecure_port(listen)
+    if port == 0:
+        raise RuntimeError(f"cannot listen on {listen}")
+    server.start()
+    return server, port
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--listen", default="127.0.0.1:0")
+    parser.add_argument("--threads", type=int, default=8)
+    args = parser.parse_args(argv)
+    server, port = build_server(args.listen, args.threads)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    host = args.listen.rpartition(":")[0]
+    print(f"echo: serving on {host}:{port} pid {__import__('os').getpid()}", flush=True)
+    while not stop.wait(3600):
+        pass
+    server.stop(1).wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,456 @@
+"""Tiergate's gRPC service speed beside a trivial echo server, in one run, over 127.0.0.1.
+
+    python bench/server_bench.py            # full run (about 3 minutes)
+    python bench/server_bench.py --quick    # one short repetition per section (a smoke run)
+
+Servers (subprocesses on ephemeral 127.0.0.1 ports, started once, stopped at the end):
+bench/echo_server.py (the ceiling), `tiergate serve policies` and `tiergate serve --workers 2
+policies`. Load comes from long-lived client processes (bench/server_load.py: grpc.aio, generic
+bytes-in/bytes-out calls with pre-serialized requests), never from the servers' processes.
+
+Every repetition runs every section once, in the same order (echo and Tiergate side by side,
+so a burst of other people's work on this shared machine hits both); each figure is the median
+over the repetitions and "spread" is the lowest..highest throughput. Per section: calls/s
+(and decisions or messages/s for batches), p50/p99 latency of calls completed in the window,
+server and client CPU per call (from /proc), and how much CPU other programs used meanwhile.
+The markdown table is printed and written to bench/results/server.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+sys.path.insert(0, str(BENCH))
+
+from server_load import (ClientPool, LoadSpec, machine_busy_seconds,  # noqa: E402
+                         process_cpu_seconds)
+
+RESULTS = BENCH / "results" / "server.md"
+DECIDE = "/tiergate.v1.Authorizer/Decide"
+DECIDE_BATCH = "/tiergate.v1.Authorizer/DecideBatch"
+ECHO = "/bench.Echo/Unary"
+ECHO_BATCH = "/bench.Echo/Batch"
+
+# Targets (issue 3, "Tests and speed").
+ECHO_RATIO_TARGET = 0.80
+BATCH_TARGET = 50_000
+WORKERS_TARGET = 1.5
+
+
+@dataclass(frozen=True)
+class Settings:
+    reps: int
+    warmup_s: float
+    duration_s: float
+    max_calls: int  # per client process per window
+    inflight: int  # unary calls in flight (closed loop), all client processes together
+    channels: int  # connections per client process for unary sections
+    clients: int  # load client processes
+    batch_inflight: int
+    requests: int  # distinct requests in the mix
+
+
+FULL = Settings(reps=5, warmup_s=1.0, duration_s=3.0, max_calls=200_000, inflight=32,
+                channels=8, clients=1, batch_inflight=4, requests=2000)
+QUICK = Settings(reps=1, warmup_s=0.3, duration_s=1.0, max_calls=3_000, inflight=32,
+                 channels=8, clients=1, batch_inflight=4, requests=400)
+
+
+# ---- requests ------------------------------------------------------------------------------
+
+
+def build_requests(policy_dir: Path, count: int) -> tuple[list, list, dict]:
+    """(timed DecideRequests, the same without context.time, effect counts of the timed ones).
+
+    The mix is bench/workload.py's (grants, deny rules, open data, government sharing, default
+    denies), aimed at the reference policy's own grants and grantees.
+    """
+    import workload
+    from tiergate.engine import load_policy_set
+    from tiergate.server.convert import timestamp_of
+    from tiergate.engine.timeutil import parse_instant
+    from tiergate.v1 import authorizer_pb2 as pb
+
+    policy = load_policy_set(policy_dir)
+    grantee_types = {"fzu": "university", "mindray-health": "domestic_enterprise",
+                     "fj-cdc-institute": "research_institute"}
+    grants = tuple(
+        workload.GrantSpec(g.id, g.grantee, tuple(sorted(g.tiers)), tuple(sorted(g.catalog)),
+                           tuple(sorted(g.datasets or ())), tuple(sorted(g.purposes)),
+                           tuple(sorted(g.actions)), tuple(sorted(g.approvers)), g.expires,
+                           g.expires_text)
+        for g in policy.grants)
+    orgs = tuple(workload.Org(name, grantee_types.get(name, "university"), "southeast_park")
+                 for name in sorted({g.grantee for g in grants}))
+    dicts = workload.requests(workload.Workload(orgs, grants), count)
+    effects: dict[str, int] = {}
+    timed, timeless = [], []
+    for request in dicts:
+        decision = policy.decide(request)
+        effects[decision.effect] = effects.get(decision.effect, 0) + 1
+        context = dict(request["context"])
+        when = context.pop("time")
+        message = pb.DecideRequest(subject=pb.Subject(**request["subject"]),
+                                   resource=pb.Resource(**request["resource"]),
+                                   action=request["action"], purpose=request["purpose"],
+                                   context=pb.Context(**context))
+        timeless.append(message.SerializeToString())
+        message.context.time.CopyFrom(timestamp_of(parse_instant(when)))
+        timed.append(message.SerializeToString())
+    return timed, timeless, effects
+
+
+def batches(encoded: list[bytes], size: int, count: int) -> tuple[bytes, ...]:
+    """`count` serialized DecideBatchRequests of `size` requests each, cycling the list."""
+    from tiergate.v1 import authorizer_pb2 as pb
+
+    out = []
+    for b in range(count):
+        items = [encoded[(b * size + i) % len(encoded)] for i in range(size)]
+        out.append(pb.DecideBatchRequest(
+            requests=[pb.DecideRequest.FromString(item) for item in items]).SerializeToString())
+    return tuple(out)
+
+
+# ---- servers -------------------------------------------------------------------------------
+
+
+class Server:
+    """A server subprocess on 127.0.0.1:0; its port and the pids doing the serving."""
+
+    def __init__(self, name: str, argv: list[str], lines: int = 1):
+        self.name = name
+        self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True,
+                                        encoding="utf-8", cwd=REPO)
+        self.port = 0
+        self.pids: list[int] = []
+        for _ in range(lines):
+            line = self.process.stdout.readline()
+            if not line:
+                self.stop()
+                raise RuntimeError(f"{name} did not start: {' '.join(argv)}")
+            # "... on 127.0.0.1:PORT ..." and, for workers, "(worker i/N, pid P)"; echo: "pid P".
+            words = line.replace(",", " ").replace(")", " ").split()
+            for i, word in enumerate(words):
+                if word == "on" and ":" in words[i + 1]:
+                    self.port = int(words[i + 1].rpartition(":")[2])
+                if word == "pid":
+                    self.pids.append(int(words[i + 1]))
+        if not self.pids:
+            self.pids = [self.process.pid]
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def cpu_seconds(self) -> float:
+        return sum(process_cpu_seconds(pid) for pid in self.pids)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            return self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+
+def start_servers(policy_dir: Path) -> dict[str, Server]:
+    tiergate = [sys.executable, "-m", "tiergate.cli.main", "serve", str(policy_dir),
+                "--listen", "127.0.0.1:0", "--log-level", "WARNING"]
+    servers = {}
+    try:
+        servers["echo"] = Server("echo", [sys.executable, str(BENCH / "echo_server.py"),
+                                          "--listen", "127.0.0.1:0"])
+        servers["w1"] = Server("tiergate serve", tiergate)
+        servers["w2"] = Server("tiergate serve --workers 2", tiergate + ["--workers", "2"], 2)
+    except Exception:
+        for server in servers.values():
+            server.stop()
+        raise
+    return servers
+
+
+def sanity_check(servers: dict[str, Server], timed: list[bytes], batch: bytes) -> None:
+    """Each server answers what the table claims it answers, before anything is timed."""
+    import grpc
+    from tiergate.v1 import authorizer_pb2 as pb
+
+    options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+    for key in ("w1", "w2"):
+        with grpc.insecure_channel(servers[key].target, options=options) as channel:
+            decision = pb.Decision.FromString(channel.unary_unary(DECIDE)(timed[0], timeout=10))
+            assert decision.effect in (pb.PERMIT, pb.DENY) and decision.reasons, decision
+            answer = pb.DecideBatchResponse.FromString(
+                channel.unary_unary(DECIDE_BATCH)(batch, timeout=30))
+            sent = pb.DecideBatchRequest.FromString(batch)
+            assert len(answer.results) == len(sent.requests), "batch answer count"
+            assert all(r.HasField("decision") for r in answer.results), "batch errors"
+    with grpc.insecure_channel(servers["echo"].target, options=options) as channel:
+        assert channel.unary_unary(ECHO)(timed[0], timeout=10) == timed[0]
+        echoed = pb.DecideBatchRequest.FromString(channel.unary_unary(ECHO_BATCH)(batch, timeout=10))
+        assert echoed.SerializeToString() == batch, "echo batch"
+
+
+# ---- measuring -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Section:
+    key: str
+    label: str
+    server: str  # key into servers
+    method: str
+    payloads: tuple[bytes, ...]
+    items: int  # decisions or messages per call
+    batch: bool
+
+
+def measure(pool: ClientPool, server: Server, section: Section, settings: Settings) -> dict:
+    inflight = settings.batch_inflight if section.batch else settings.inflight
+    per_client = max(1, inflight // settings.clients)
+    channels = min(settings.channels if not section.batch else 2, per_client)
+    spec = LoadSpec(server.target, section.method, section.payloads, channels,
+                    max(1, per_client // channels), settings.warmup_s, settings.duration_s,
+                    settings.max_calls)
+    marks: dict[str, tuple] = {}
+
+    def on_start(start_at: float) -> None:
+        def sample() -> tuple:
+            per_worker = [process_cpu_seconds(pid) for pid in server.pids]
+            clients = [process_cpu_seconds(pid) for pid in pool.pids]
+            return time.monotonic(), per_worker, sum(clients), machine_busy_seconds()[0]
+        time.sleep(max(0.0, start_at + settings.warmup_s - time.monotonic()))
+        marks["from"] = sample()
+        time.sleep(max(0.0, start_at + settings.warmup_s + settings.duration_s
+                       - time.monotonic()))
+        marks["to"] = sample()
+
+    results = pool.run(spec, on_start=on_start)
+    failures = [r.error_text for r in results if r.error_text and not r.calls]
+    if failures:
+        raise RuntimeError(f"{section.label}: load client failed: {failures[0]}")
+    calls = sum(r.calls for r in results)
+    errors = sum(r.errors for r in results)
+    if errors:
+        text = next(r.error_text for r in results if r.error_text)
+        raise RuntimeError(f"{section.label}: {errors} calls failed: {text}")
+    window = statistics.mean(r.window_s for r in results)
+    latencies = sorted(x for r in results for x in r.latencies_ns)
+    (t0, workers0, clients0, busy0), (t1, workers1, clients1, busy1) = marks["from"], marks["to"]
+    server_cpu = [b - a for a, b in zip(workers0, workers1)]
+    client_cpu = sum(r.cpu_s for r in results)
+    others = (busy1 - busy0) - sum(server_cpu) - (clients1 - clients0)
+    return {
+        "calls_s": calls / window,
+        "items_s": calls * section.items / window,
+        "p50_us": percentile(latencies, 0.50) / 1e3,
+        "p99_us": percentile(latencies, 0.99) / 1e3,
+        "server_cpu_us": sum(server_cpu) / max(calls, 1) * 1e6,
+        "client_cpu_us": client_cpu / max(calls, 1) * 1e6,
+        "others_cores": max(0.0, others / (t1 - t0)),
+        "server_cores": sum(server_cpu) / (t1 - t0),
+        "worker_share": [c / max(sum(server_cpu), 1e-9) for c in server_cpu],
+        "calls": calls,
+        "inflight": spec.channels * spec.tasks * len(results),
+    }
+
+
+def percentile(sorted_values: list[int], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    return float(sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))])
+
+
+def sections(timed: list[bytes], timeless: list[bytes]) -> list[Section]:
+    # The realistic mix: 4 in 5 requests carry context.time (decided every time), 1 in 5 leaves
+    # it to the server (answered from the cache after the first time).
+    mix = tuple(timeless[i] if i % 5 == 4 else timed[i] for i in range(len(timed)))
+    batch100 = batches(list(mix), 100, 20)
+    batch1000 = batches(list(mix), 1000, 4)
+    return [
+        Section("echo", "echo server, unary", "echo", ECHO, mix, 1, False),
+        Section("mix", "Decide, mix (80% with context.time)", "w1", DECIDE, mix, 1, False),
+        Section("timed", "Decide, all with context.time", "w1", DECIDE, tuple(timed), 1, False),
+        Section("cached", "Decide, no context.time (cached)", "w1", DECIDE, tuple(timeless), 1,
+                False),
+        Section("w2", "Decide, mix, --workers 2", "w2", DECIDE, mix, 1, False),
+        Section("echo100", "echo server, batches of 100", "echo", ECHO_BATCH, batch100, 100, True),
+        Section("batch100", "DecideBatch, batches of 100", "w1", DECIDE_BATCH, batch100, 100, True),
+        Section("batch1000", "DecideBatch, batches of 1000", "w1", DECIDE_BATCH, batch1000, 1000,
+                True),
+    ]
+
+
+# ---- the report ----------------------------------------------------------------------------
+
+
+def medians(runs: list[dict]) -> dict:
+    keys = ("calls_s", "items_s", "p50_us", "p99_us", "server_cpu_us", "client_cpu_us",
+            "others_cores", "server_cores")
+    out = {k: statistics.median(r[k] for r in runs) for k in keys}
+    out["low"] = min(r["items_s"] for r in runs)
+    out["high"] = max(r["items_s"] for r in runs)
+    shares = [r["worker_share"] for r in runs]
+    out["worker_share"] = [statistics.median(s[i] for s in shares) for i in range(len(shares[0]))]
+    out["inflight"] = runs[0]["inflight"]
+    return out
+
+
+def _n(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def ratio_per_rep(per_rep: list[dict], top: str, bottom: str) -> float:
+    return statistics.median(rep[top]["calls_s"] / rep[bottom]["calls_s"] for rep in per_rep)
+
+
+def machine_facts() -> str:
+    import grpc
+
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as info:
+            model = next((line.split(":", 1)[1].strip() for line in info
+                          if line.startswith("model name")), "")
+    except OSError:
+        pass
+    load = open("/proc/loadavg").read().split()[:3]
+    return (f"{platform.machine()}, {os.cpu_count()} cores ({model or 'cpu model unknown'}), "
+            f"Python {platform.python_version()}, grpcio {grpc.__version__}, "
+            f"load average before the run {' '.join(load)}")
+
+
+def report(per_rep: list[dict], all_sections: list[Section], settings: Settings, effects: dict,
+           wall_s: float, command: str, facts: str) -> tuple[str, dict]:
+    summary = {s.key: medians([rep[s.key] for rep in per_rep]) for s in all_sections}
+    lines = ["| section | in flight | calls/s | decisions or messages/s | spread (low..high) "
+             "| p50 ms | p99 ms | server CPU µs/call | server cores busy | client CPU µs/call "
+             "| others' CPU (cores) |",
+             "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for s in all_sections:
+        m = summary[s.key]
+        lines.append(f"| {s.label} | {m['inflight']} | {_n(m['calls_s'])} | {_n(m['items_s'])} "
+                     f"| {_n(m['low'])}..{_n(m['high'])} | {m['p50_us'] / 1e3:.2f} "
+                     f"| {m['p99_us'] / 1e3:.2f} | {m['server_cpu_us']:.0f} | {m['server_cores']:.2f} "
+                     f"| {m['client_cpu_us']:.0f} | {m['others_cores']:.2f} |")
+    echo_ratio = ratio_per_rep(per_rep, "mix", "echo")
+    timed_ratio = ratio_per_rep(per_rep, "timed", "echo")
+    cached_ratio = ratio_per_rep(per_rep, "cached", "echo")
+    workers_ratio = ratio_per_rep(per_rep, "w2", "mix")
+    best_batch = max(summary["batch100"]["items_s"], summary["batch1000"]["items_s"])
+
+    def met(ok: bool) -> str:
+        return "yes" if ok else "**no**"
+
+    lines += ["", "| target | measured (median of per-repetition ratios) | met |", "|---|---:|:---:|",
+              f"| unary Decide (mix) ≥ {ECHO_RATIO_TARGET:.0%} of the echo ceiling | "
+              f"{echo_ratio:.0%} (all timed {timed_ratio:.0%}, cached {cached_ratio:.0%}) "
+              f"| {met(echo_ratio >= ECHO_RATIO_TARGET)} |",
+              f"| DecideBatch ≥ {BATCH_TARGET:,} decisions/s, one process | {_n(best_batch)} "
+              f"| {met(best_batch >= BATCH_TARGET)} |",
+              f"| --workers 2 ≥ {WORKERS_TARGET}× --workers 1 (unary mix, same client) | "
+              f"{workers_ratio:.2f}× | {met(workers_ratio >= WORKERS_TARGET)} |"]
+    total = sum(effects.values())
+    share = summary["w2"]["worker_share"]
+    server_cpu_1 = summary["mix"]["server_cpu_us"]
+    server_cpu_2 = summary["w2"]["server_cpu_us"]
+    client_cpu = summary["w2"]["client_cpu_us"]
+    ncpu = os.cpu_count() or 1
+    capacity = ncpu * 1e6 / (server_cpu_2 + client_cpu)
+    lines += [
+        "",
+        f"`{command}` on {facts}; {time.strftime('%Y-%m-%d %H:%M')}, {wall_s:.0f} s. "
+        f"Medians of {settings.reps} repetition(s), each running every section once in table "
+        f"order; {settings.warmup_s:g} s warm-up then a {settings.duration_s:g} s window per "
+        f"section. Load: {settings.clients} grpc.aio client process(es), unary over "
+        f"{settings.channels} connections, pre-serialized requests, closed loop.",
+        "",
+        f"Request mix: {settings.requests:,} distinct requests from "
+        f"bench/workload.py aimed at the reference policies' grants; "
+        + ", ".join(f"{k} {v / total:.0%}" for k, v in sorted(effects.items()))
+        + ". The unary mix sends 4 in 5 with context.time (decided every call) and 1 in 5 "
+        "without (served from the decision cache after the first call).",
+        "",
+        f"Cores: a server process runs on at most one core (one GIL); the load client needs "
+        f"CPU too, about {client_cpu:.0f} µs per call beside the server's {server_cpu_1:.0f} µs "
+        f"(--workers 1) and {server_cpu_2:.0f} µs (--workers 2), and other people's work took "
+        f"{summary['w2']['others_cores']:.2f} cores meanwhile. On {ncpu} cores shared by both "
+        f"workers and the client, 2 workers can carry at most about {ncpu} cores / "
+        f"({server_cpu_2:.0f} + {client_cpu:.0f}) µs = {_n(capacity)} calls/s, i.e. "
+        f"{capacity / summary['mix']['calls_s']:.2f}× the one worker measured (whose process was "
+        f"{summary['mix']['server_cores']:.2f} cores busy): the client's share of the cores, not "
+        f"the server, caps the ratio below 2×. Worker CPU split under --workers 2: "
+        + "/".join(f"{x:.0%}" for x in share) + ".",
+    ]
+    return "\n".join(lines) + "\n", {"summary": summary, "per_rep": per_rep,
+                                      "echo_ratio": echo_ratio, "workers_ratio": workers_ratio,
+                                      "best_batch": best_batch}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Tiergate gRPC service benchmark (127.0.0.1)")
+    parser.add_argument("--quick", action="store_true", help="one short repetition per section")
+    parser.add_argument("--reps", type=int, help="repetitions (default 5; --quick 1)")
+    parser.add_argument("--duration", type=float, help="seconds measured per section")
+    parser.add_argument("--inflight", type=int, help="unary calls in flight (default 32)")
+    parser.add_argument("--clients", type=int, help="load client processes (default 1)")
+    parser.add_argument("--policies", type=Path, default=REPO / "policies")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="markdown table file")
+    parser.add_argument("--json", type=Path, help="also write every figure as JSON here")
+    args = parser.parse_args(argv)
+    base = QUICK if args.quick else FULL
+    changes = {k: v for k, v in (("reps", args.reps), ("duration_s", args.duration),
+                                 ("inflight", args.inflight), ("clients", args.clients))
+               if v is not None}
+    settings = Settings(**{**base.__dict__, **changes})
+    command = "python bench/server_bench.py" + (" " + " ".join(sys.argv[1:]) if argv is None
+                                                and sys.argv[1:] else "")
+    started = time.monotonic()
+    facts = machine_facts()
+    timed, timeless, effects = build_requests(args.policies, settings.requests)
+    all_sections = sections(timed, timeless)
+    servers = start_servers(args.policies)
+    pool = None
+    try:
+        sanity_check(servers, timed, all_sections[-2].payloads[0])
+        pool = ClientPool(settings.clients)
+        per_rep = []
+        for rep in range(settings.reps):
+            results = {}
+            for section in all_sections:
+                results[section.key] = measure(pool, servers[section.server], section, settings)
+                print(f"rep {rep + 1}/{settings.reps} {section.label}: "
+                      f"{results[section.key]['items_s']:,.0f}/s", file=sys.stderr, flush=True)
+            per_rep.append(results)
+    finally:
+        if pool is not None:
+            pool.close()
+        codes = {key: server.stop() for key, server in servers.items()}
+    if any(codes.values()):
+        print(f"error: a server exited with a failure code: {codes}", file=sys.stderr)
+        return 1
+    text, data = report(per_rep, all_sections, settings, effects, time.monotonic() - started,
+                        command, facts)
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text, encoding="utf-8")
+    if args.json:
+        args.json.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
