@@ -16,7 +16,7 @@ from tiergate.grammar.diagnostics import NO_SPAN, Span
 Effect = Literal["permit", "deny", "obligation"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Vocabulary:
     """The declared values of one enumerated attribute, with their (Chinese) labels."""
 
@@ -28,7 +28,7 @@ class Vocabulary:
         return frozenset(self.labels)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ObligationKind:
     """A declared obligation and its typed parameters (`destroy_on_expiry(at: time)`)."""
 
@@ -40,7 +40,7 @@ class ObligationKind:
 # ---- conditions: atoms and connectives ---------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OneOf:
     """An enumerated or boolean request attribute takes one of `values`."""
 
@@ -48,7 +48,7 @@ class OneOf:
     values: frozenset
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TextIn:
     """A text attribute equals one of the literal `values`, or (with `other`) another attribute."""
 
@@ -60,7 +60,7 @@ class TextIn:
 TimeOperand = Union[str, int]  # an attribute path ("context.time", "grant.expires") or µs
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Before:
     """`left < right`, strictly; every time comparison is normalised to this form."""
 
@@ -68,7 +68,7 @@ class Before:
     right: TimeOperand
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ApprovedBy:
     """The bound grant was approved by all (or any) of `approvers`."""
 
@@ -79,17 +79,17 @@ class ApprovedBy:
 Atom = Union[OneOf, TextIn, Before, ApprovedBy]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Not:
     operand: "Condition"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class All:
     operands: tuple["Condition", ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Any:
     operands: tuple["Condition", ...]
 
@@ -117,7 +117,7 @@ def mentions_grant(condition: Condition) -> bool:
 # ---- conjunctive normal pieces, for compiling into the tree ------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Residual:
     """A residual atom, possibly negated: what the tree cannot index (time, text, grant)."""
 
@@ -125,7 +125,7 @@ class Residual:
     positive: bool = True
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Conjunct:
     """One `and`-clause of a rule's condition in disjunctive normal form.
 
@@ -146,7 +146,7 @@ class Conjunct:
 # ---- rules and grants --------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ObligationTemplate:
     """An obligation as a rule states it; parameters are literals or grant attributes."""
 
@@ -155,7 +155,7 @@ class ObligationTemplate:
     from_grant: tuple[str, ...] = ()  # parameter names whose value is a grant attribute
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Rule:
     id: str
     effect: Effect
@@ -171,7 +171,7 @@ class Rule:
     span: Span = field(default=NO_SPAN, compare=False)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Grant:
     id: str
     grantee: str
@@ -200,7 +200,7 @@ class Grant:
         }[path]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CheckedPolicy:
     """A policy set that passed every check: what the compiler and evaluators consume."""
 

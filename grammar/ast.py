@@ -19,7 +19,7 @@ def _span() -> Span:
 # ---- operands ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Symbol:
     """A bare name: a declared value such as `medical_service`, or `true` / `false`."""
 
@@ -27,7 +27,7 @@ class Symbol:
     span: Span = _span()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Text:
     """A quoted string, escapes already decoded."""
 
@@ -35,7 +35,7 @@ class Text:
     span: Span = _span()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Instant:
     """A point in time as written (RFC 3339 with a UTC offset); `check` parses it."""
 
@@ -43,7 +43,7 @@ class Instant:
     span: Span = _span()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AttributeRef:
     """A request or grant attribute: `resource.tier`, `action`, `grant.expires`."""
 
@@ -57,7 +57,7 @@ Operand = Union[Symbol, Text, Instant, AttributeRef]
 # ---- conditions -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Comparison:
     """`attribute OP operand` with OP one of == != < <= > >=."""
 
@@ -67,7 +67,7 @@ class Comparison:
     span: Span = _span()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Membership:
     """`attribute in [..]` or `attribute not in [..]`."""
 
@@ -77,7 +77,7 @@ class Membership:
     span: Span = _span()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Has:
     """`grant.approved_by has x`, `... has all [x, y]`, `... has any [x, y]`."""
 
@@ -87,7 +87,7 @@ class Has:
     span: Span = _span()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Truth:
     """A boolean attribute on its own: `context.deidentified`."""
 
@@ -95,13 +95,13 @@ class Truth:
     span: Span = _span()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Not:
     operand: "Expression"
     span: Span = _span()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AllOf:
     """Conditions joined by `and`."""
 
@@ -109,7 +109,7 @@ class AllOf:
     span: Span = _span()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AnyOf:
     """Conditions joined by `or`."""
 
@@ -123,7 +123,7 @@ Expression = Union[Comparison, Membership, Has, Truth, Not, AllOf, AnyOf]
 # ---- declarations -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Parameter:
     """A declared obligation parameter: `at: time`."""
 
@@ -132,7 +132,7 @@ class Parameter:
     span: Span = _span()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VocabularyValue:
     name: str
     label: str | None
@@ -140,7 +140,7 @@ class VocabularyValue:
     span: Span = _span()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Vocabulary:
     """`vocabulary resource.tier { open "普遍开放类" ... }`."""
 
@@ -149,21 +149,21 @@ class Vocabulary:
     span: Span = _span()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Translation:
     language: Literal["zh", "en"]
     text: str
     span: Span = _span()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Argument:
     name: str
     value: Operand
     span: Span = _span()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ObligationRef:
     """`destroy_on_expiry(at: grant.expires)` in a rule's `oblige` clause."""
 
@@ -172,7 +172,7 @@ class ObligationRef:
     span: Span = _span()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Effect:
     """`permit when <condition>`, `deny always`, `on permit when …`, `deny otherwise`.
 
@@ -185,7 +185,7 @@ class Effect:
     span: Span = _span()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Rule:
     """A rule as written. Clauses may repeat or be missing here; `check` says so."""
 
@@ -199,7 +199,7 @@ class Rule:
     id_span: Span = _span()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class GrantClause:
     """One line of a grant: `tier conditional`, `expires 2027-...`; `values` as written."""
 
@@ -208,7 +208,7 @@ class GrantClause:
     span: Span = _span()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Grant:
     """A grant as written; `check` turns its clauses into a typed, validated grant."""
 
@@ -221,7 +221,7 @@ class Grant:
 Declaration = Union[Vocabulary, Rule, Grant]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Comment:
     """A `#` comment, kept so the formatter can put it back."""
 
@@ -230,7 +230,7 @@ class Comment:
     column: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PolicyFile:
     path: str
     declarations: tuple[Declaration, ...]

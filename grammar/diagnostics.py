@@ -17,7 +17,7 @@ from typing import Iterable, Literal, Mapping, Sequence
 Severity = Literal["error", "warning"]
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class Span:
     """A region of a policy file; lines and columns count from 1, columns in characters."""
 

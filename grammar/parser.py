@@ -12,6 +12,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from . import ast
 from .diagnostics import Diagnostic, DiagnosticError, Span, did_you_mean, span_of
+from .fast_grants import read_simple_grants
 
 
 # Lark calls lexer callbacks for ignored terminals too; that is how comments survive. The
@@ -39,7 +40,7 @@ def _token_span(token: Token, file: str) -> Span:
 _ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t"}
 
 
-def _decode_string(token: Token) -> str:
+def _decode_string(token: str) -> str:
     body = str(token)[1:-1]
     return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(0)), body)
 
@@ -299,10 +300,15 @@ def _syntax_diagnostic(error: UnexpectedInput, file: str, text: str) -> Diagnost
 
 def parse_policy(text: str, file: str) -> ast.PolicyFile:
     """Parse one policy file. Raises DiagnosticError on a syntax error."""
+    grants, grant_comments, rest = read_simple_grants(text, file, _decode_string)
     _comment_sink.comments = comments = []
     try:
-        tree = _lark().parse(text)
+        tree = _lark().parse(rest)
     except UnexpectedInput as error:
         raise DiagnosticError([_syntax_diagnostic(error, file, text)]) from None
     declarations = _ToAst(file).transform(tree)
+    if grants:
+        declarations = tuple(sorted(declarations + tuple(grants),
+                                    key=lambda d: (d.span.line, d.span.column)))
+        comments = sorted(comments + grant_comments, key=lambda c: (c.line, c.column))
     return ast.PolicyFile(file, declarations, tuple(comments))
