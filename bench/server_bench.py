@@ -33,8 +33,8 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
-from server_load import (ClientPool, LoadSpec, machine_busy_seconds,  # noqa: E402
-                         process_cpu_seconds)
+from server_load import (ClientPool, LoadSpec, context_switches,  # noqa: E402
+                         machine_busy_seconds, process_cpu_seconds)
 
 RESULTS = BENCH / "results" / "server.md"
 DECIDE = "/tiergate.v1.Authorizer/Decide"
@@ -46,6 +46,9 @@ ECHO_BATCH = "/bench.Echo/Batch"
 ECHO_RATIO_TARGET = 0.80
 BATCH_TARGET = 50_000
 WORKERS_TARGET = 1.5
+
+THREADS = 8  # `tiergate serve`'s default (server/config.py), for echo and Tiergate alike
+ALT_THREADS = 2  # fewer threads contend less for the GIL (see the report's note)
 
 
 @dataclass(frozen=True)
@@ -167,15 +170,22 @@ class Server:
             return self.process.wait()
 
 
-def start_servers(policy_dir: Path) -> dict[str, Server]:
+def start_servers(policy_dir: Path, threads: int, alt_threads: int) -> dict[str, Server]:
+    """echo, w1 (`tiergate serve`), w2 (--workers 2) with `threads` handler threads each, and
+    echo_alt, w1_alt with `alt_threads` (when not 0)."""
     tiergate = [sys.executable, "-m", "tiergate.cli.main", "serve", str(policy_dir),
                 "--listen", "127.0.0.1:0", "--log-level", "WARNING"]
+    echo = [sys.executable, str(BENCH / "echo_server.py"), "--listen", "127.0.0.1:0"]
     servers = {}
     try:
-        servers["echo"] = Server("echo", [sys.executable, str(BENCH / "echo_server.py"),
-                                          "--listen", "127.0.0.1:0"])
-        servers["w1"] = Server("tiergate serve", tiergate)
-        servers["w2"] = Server("tiergate serve --workers 2", tiergate + ["--workers", "2"], 2)
+        servers["echo"] = Server("echo", echo + ["--threads", str(threads)])
+        servers["w1"] = Server("tiergate serve", tiergate + ["--threads", str(threads)])
+        servers["w2"] = Server("tiergate serve --workers 2",
+                               tiergate + ["--threads", str(threads), "--workers", "2"], 2)
+        if alt_threads:
+            servers["echo_alt"] = Server("echo", echo + ["--threads", str(alt_threads)])
+            servers["w1_alt"] = Server("tiergate serve",
+                                       tiergate + ["--threads", str(alt_threads)])
     except Exception:
         for server in servers.values():
             server.stop()
@@ -189,7 +199,7 @@ def sanity_check(servers: dict[str, Server], timed: list[bytes], batch: bytes) -
     from tiergate.v1 import authorizer_pb2 as pb
 
     options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
-    for key in ("w1", "w2"):
+    for key in [k for k in servers if k.startswith("w")]:
         with grpc.insecure_channel(servers[key].target, options=options) as channel:
             decision = pb.Decision.FromString(channel.unary_unary(DECIDE)(timed[0], timeout=10))
             assert decision.effect in (pb.PERMIT, pb.DENY) and decision.reasons, decision
@@ -198,10 +208,12 @@ def sanity_check(servers: dict[str, Server], timed: list[bytes], batch: bytes) -
             sent = pb.DecideBatchRequest.FromString(batch)
             assert len(answer.results) == len(sent.requests), "batch answer count"
             assert all(r.HasField("decision") for r in answer.results), "batch errors"
-    with grpc.insecure_channel(servers["echo"].target, options=options) as channel:
-        assert channel.unary_unary(ECHO)(timed[0], timeout=10) == timed[0]
-        echoed = pb.DecideBatchRequest.FromString(channel.unary_unary(ECHO_BATCH)(batch, timeout=10))
-        assert echoed.SerializeToString() == batch, "echo batch"
+    for key in [k for k in servers if k.startswith("echo")]:
+        with grpc.insecure_channel(servers[key].target, options=options) as channel:
+            assert channel.unary_unary(ECHO)(timed[0], timeout=10) == timed[0]
+            echoed = pb.DecideBatchRequest.FromString(
+                channel.unary_unary(ECHO_BATCH)(batch, timeout=10))
+            assert echoed.SerializeToString() == batch, "echo batch"
 
 
 # ---- measuring -----------------------------------------------------------------------------
@@ -231,7 +243,9 @@ def measure(pool: ClientPool, server: Server, section: Section, settings: Settin
         def sample() -> tuple:
             per_worker = [process_cpu_seconds(pid) for pid in server.pids]
             clients = [process_cpu_seconds(pid) for pid in pool.pids]
-            return time.monotonic(), per_worker, sum(clients), machine_busy_seconds()[0]
+            switches = sum(context_switches(pid) for pid in server.pids)
+            return (time.monotonic(), per_worker, sum(clients), machine_busy_seconds()[0],
+                    switches)
         time.sleep(max(0.0, start_at + settings.warmup_s - time.monotonic()))
         marks["from"] = sample()
         time.sleep(max(0.0, start_at + settings.warmup_s + settings.duration_s
@@ -249,7 +263,8 @@ def measure(pool: ClientPool, server: Server, section: Section, settings: Settin
         raise RuntimeError(f"{section.label}: {errors} calls failed: {text}")
     window = statistics.mean(r.window_s for r in results)
     latencies = sorted(x for r in results for x in r.latencies_ns)
-    (t0, workers0, clients0, busy0), (t1, workers1, clients1, busy1) = marks["from"], marks["to"]
+    (t0, workers0, clients0, busy0, switches0) = marks["from"]
+    (t1, workers1, clients1, busy1, switches1) = marks["to"]
     server_cpu = [b - a for a, b in zip(workers0, workers1)]
     client_cpu = sum(r.cpu_s for r in results)
     others = (busy1 - busy0) - sum(server_cpu) - (clients1 - clients0)
@@ -261,7 +276,9 @@ def measure(pool: ClientPool, server: Server, section: Section, settings: Settin
         "server_cpu_us": sum(server_cpu) / max(calls, 1) * 1e6,
         "client_cpu_us": client_cpu / max(calls, 1) * 1e6,
         "others_cores": max(0.0, others / (t1 - t0)),
-        "server_cores": sum(server_cpu) / (t1 - t0),
+        # CPU per call x calls per second: right even when max_calls ended the load early.
+        "server_cores": sum(server_cpu) / max(calls, 1) * calls / window,
+        "switches": (switches1 - switches0) / max(calls, 1),
         "worker_share": [c / max(sum(server_cpu), 1e-9) for c in server_cpu],
         "calls": calls,
         "inflight": spec.channels * spec.tasks * len(results),
@@ -274,12 +291,18 @@ def percentile(sorted_values: list[int], q: float) -> float:
     return float(sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))])
 
 
-def sections(timed: list[bytes], timeless: list[bytes]) -> list[Section]:
+def sections(timed: list[bytes], timeless: list[bytes], alt_threads: int) -> list[Section]:
     # The realistic mix: 4 in 5 requests carry context.time (decided every time), 1 in 5 leaves
     # it to the server (answered from the cache after the first time).
     mix = tuple(timeless[i] if i % 5 == 4 else timed[i] for i in range(len(timed)))
     batch100 = batches(list(mix), 100, 20)
     batch1000 = batches(list(mix), 1000, 4)
+    alt = [
+        Section("echo_alt", f"echo server, unary, --threads {alt_threads}", "echo_alt", ECHO,
+                mix, 1, False),
+        Section("mix_alt", f"Decide, mix, --threads {alt_threads}", "w1_alt", DECIDE, mix, 1,
+                False),
+    ] if alt_threads else []
     return [
         Section("echo", "echo server, unary", "echo", ECHO, mix, 1, False),
         Section("mix", "Decide, mix (80% with context.time)", "w1", DECIDE, mix, 1, False),
@@ -287,6 +310,7 @@ def sections(timed: list[bytes], timeless: list[bytes]) -> list[Section]:
         Section("cached", "Decide, no context.time (cached)", "w1", DECIDE, tuple(timeless), 1,
                 False),
         Section("w2", "Decide, mix, --workers 2", "w2", DECIDE, mix, 1, False),
+        *alt,
         Section("echo100", "echo server, batches of 100", "echo", ECHO_BATCH, batch100, 100, True),
         Section("batch100", "DecideBatch, batches of 100", "w1", DECIDE_BATCH, batch100, 100, True),
         Section("batch1000", "DecideBatch, batches of 1000", "w1", DECIDE_BATCH, batch1000, 1000,
@@ -299,7 +323,7 @@ def sections(timed: list[bytes], timeless: list[bytes]) -> list[Section]:
 
 def medians(runs: list[dict]) -> dict:
     keys = ("calls_s", "items_s", "p50_us", "p99_us", "server_cpu_us", "client_cpu_us",
-            "others_cores", "server_cores")
+            "others_cores", "server_cores", "switches")
     out = {k: statistics.median(r[k] for r in runs) for k in keys}
     out["low"] = min(r["items_s"] for r in runs)
     out["high"] = max(r["items_s"] for r in runs)
@@ -334,17 +358,19 @@ def machine_facts() -> str:
 
 
 def report(per_rep: list[dict], all_sections: list[Section], settings: Settings, effects: dict,
-           wall_s: float, command: str, facts: str) -> tuple[str, dict]:
+           wall_s: float, command: str, facts: str, threads: int,
+           alt_threads: int) -> tuple[str, dict]:
     summary = {s.key: medians([rep[s.key] for rep in per_rep]) for s in all_sections}
     lines = ["| section | in flight | calls/s | decisions or messages/s | spread (low..high) "
-             "| p50 ms | p99 ms | server CPU µs/call | server cores busy | client CPU µs/call "
-             "| others' CPU (cores) |",
-             "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+             "| p50 ms | p99 ms | server CPU µs/call | server cores busy | server context switches/call "
+             "| client CPU µs/call | others' CPU (cores) |",
+             "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for s in all_sections:
         m = summary[s.key]
         lines.append(f"| {s.label} | {m['inflight']} | {_n(m['calls_s'])} | {_n(m['items_s'])} "
                      f"| {_n(m['low'])}..{_n(m['high'])} | {m['p50_us'] / 1e3:.2f} "
                      f"| {m['p99_us'] / 1e3:.2f} | {m['server_cpu_us']:.0f} | {m['server_cores']:.2f} "
+                     f"| {m['switches']:.1f} "
                      f"| {m['client_cpu_us']:.0f} | {m['others_cores']:.2f} |")
     echo_ratio = ratio_per_rep(per_rep, "mix", "echo")
     timed_ratio = ratio_per_rep(per_rep, "timed", "echo")
@@ -363,6 +389,13 @@ def report(per_rep: list[dict], all_sections: list[Section], settings: Settings,
               f"| {met(best_batch >= BATCH_TARGET)} |",
               f"| --workers 2 ≥ {WORKERS_TARGET}× --workers 1 (unary mix, same client) | "
               f"{workers_ratio:.2f}× | {met(workers_ratio >= WORKERS_TARGET)} |"]
+    if "mix_alt" in summary:
+        alt_same = ratio_per_rep(per_rep, "mix_alt", "echo_alt")
+        alt_default = ratio_per_rep(per_rep, "mix_alt", "echo")
+        alt_gain = ratio_per_rep(per_rep, "mix_alt", "mix")
+        lines.append(f"| (not a target) Decide mix with --threads {alt_threads} | "
+                     f"{alt_same:.0%} of echo --threads {alt_threads}, {alt_default:.0%} of echo "
+                     f"--threads {threads}; {alt_gain:.2f}× Decide --threads {threads} | – |")
     total = sum(effects.values())
     share = summary["w2"]["worker_share"]
     server_cpu_1 = summary["mix"]["server_cpu_us"]
@@ -376,7 +409,8 @@ def report(per_rep: list[dict], all_sections: list[Section], settings: Settings,
         f"Medians of {settings.reps} repetition(s), each running every section once in table "
         f"order; {settings.warmup_s:g} s warm-up then a {settings.duration_s:g} s window per "
         f"section. Load: {settings.clients} grpc.aio client process(es), unary over "
-        f"{settings.channels} connections, pre-serialized requests, closed loop.",
+        f"{settings.channels} connections, pre-serialized requests, closed loop. Every server "
+        f"runs {threads} gRPC handler threads unless its row names --threads.",
         "",
         f"Request mix: {settings.requests:,} distinct requests from "
         f"bench/workload.py aimed at the reference policies' grants; "
@@ -407,6 +441,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, help="seconds measured per section")
     parser.add_argument("--inflight", type=int, help="unary calls in flight (default 32)")
     parser.add_argument("--clients", type=int, help="load client processes (default 1)")
+    parser.add_argument("--threads", type=int, default=THREADS,
+                        help=f"handler threads of every server (default {THREADS}, as serve)")
+    parser.add_argument("--alt-threads", type=int, default=ALT_THREADS,
+                        help=f"also measure echo and Decide with this many threads "
+                        f"(default {ALT_THREADS}; 0: skip)")
     parser.add_argument("--policies", type=Path, default=REPO / "policies")
     parser.add_argument("--out", type=Path, default=RESULTS, help="markdown table file")
     parser.add_argument("--json", type=Path, help="also write every figure as JSON here")
@@ -421,11 +460,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     facts = machine_facts()
     timed, timeless, effects = build_requests(args.policies, settings.requests)
-    all_sections = sections(timed, timeless)
-    servers = start_servers(args.policies)
+    all_sections = sections(timed, timeless, args.alt_threads)
+    servers = start_servers(args.policies, args.threads, args.alt_threads)
     pool = None
     try:
-        sanity_check(servers, timed, all_sections[-2].payloads[0])
+        batch100 = next(s for s in all_sections if s.key == "batch100")
+        sanity_check(servers, timed, batch100.payloads[0])
         pool = ClientPool(settings.clients)
         per_rep = []
         for rep in range(settings.reps):
@@ -443,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: a server exited with a failure code: {codes}", file=sys.stderr)
         return 1
     text, data = report(per_rep, all_sections, settings, effects, time.monotonic() - started,
-                        command, facts)
+                        command, facts, args.threads, args.alt_threads)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
