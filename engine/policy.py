@@ -226,9 +226,10 @@ class PolicySet:
             reason, keyed = output.with_grant(grant)
             if output.decides:
                 reasons.append(reason)
-            for key, obligation in keyed:
-                if key not in obligations:  # equal obligations from several rules: the first
-                    obligations[key] = obligation
+            for obligation_key, obligation in keyed:
+                # Equal obligations from several rules: keep the first.
+                if obligation_key not in obligations:
+                    obligations[obligation_key] = obligation
             if grant is not None and grant_id is None:
                 grant_id = grant.id
         found = (tuple(reasons), tuple(obligations.values()), grant_id)
