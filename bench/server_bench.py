@@ -439,6 +439,15 @@ def report(per_rep: list[dict], all_sections: list[Section], settings: Settings,
         f"the server, caps the ratio below 2×. Worker CPU split under --workers 2: "
         + "/".join(f"{x:.0%}" for x in share) + ".",
     ]
+    if "mix_alt" in summary:
+        def cost(key: str) -> str:
+            return (f"{summary[key]['server_cpu_us']:.0f} µs and "
+                    f"{summary[key]['switches']:.1f} context switches")
+        lines += ["", f"Threads: per call the server spends {cost('mix')} on Decide against "
+                  f"{cost('echo')} on echo with {threads} handler threads, and {cost('mix_alt')} "
+                  f"against {cost('echo_alt')} with {alt_threads}: handler threads that take "
+                  "turns holding the GIL cost CPU on every call, the more so the longer a "
+                  "handler holds it."]
     return "\n".join(lines) + "\n", {"summary": summary, "per_rep": per_rep,
                                       "echo_ratio": echo_ratio, "workers_ratio": workers_ratio,
                                       "best_batch": best_batch}
