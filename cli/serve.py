@@ -32,7 +32,7 @@ def register(subparsers) -> None:
     parser.add_argument("--drain-seconds", type=float, metavar="SECONDS",
                         help="how long SIGTERM waits for calls in flight (default 10)")
     parser.add_argument("--threads", type=int, metavar="N",
-                        help="gRPC handler threads per process (default 8)")
+                        help="gRPC handler threads per process (default 2: the GIL runs one at a time)")
     parser.add_argument("--log-level", metavar="LEVEL", help="DEBUG, INFO (default), WARNING")
     parser.set_defaults(run=run)
 
