@@ -33,6 +33,7 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
+import h2load_client  # noqa: E402
 from server_load import (ClientPool, LoadSpec, context_switches,  # noqa: E402
                          machine_busy_seconds, process_cpu_seconds)
 
@@ -71,6 +72,10 @@ class Settings:
     clients: int  # load client processes
     batch_inflight: int
     requests: int  # distinct requests in the mix
+    # h2load sections: processes (one request file each) x connections x streams in flight.
+    h2_processes: int = 4
+    h2_connections: int = 2
+    h2_streams: int = 4
 
 
 FULL = Settings(reps=5, warmup_s=1.0, duration_s=3.0, max_calls=200_000, inflight=32,
@@ -225,6 +230,37 @@ def sanity_check(servers: dict[str, Server], timed: list[bytes], batch: bytes) -
             assert echoed.SerializeToString() == batch, "echo batch"
 
 
+def h2_frames(timed: list[bytes], settings: Settings, rep: int) -> list[bytes]:
+    """The gRPC frames the h2load processes post in repetition `rep`: one request with
+    context.time per process (decided on every call), a different set each repetition, spread
+    over the mix; echo, --workers 1 and --workers 2 get the same set within a repetition."""
+    count = settings.h2_processes
+    return [h2load_client.grpc_frame(timed[((rep * count + k) * 97) % len(timed)])
+            for k in range(count)]
+
+
+def sanity_check_h2(servers: dict[str, Server], timed: list[bytes], settings: Settings) -> int:
+    """Every request file h2load will post gets a real Decision from both Tiergate servers and
+    itself back from echo; returns the smallest answer frame in bytes (Decide and echo)."""
+    import grpc
+    from tiergate.v1 import authorizer_pb2 as pb
+
+    smallest = None
+    for rep in range(settings.reps):
+        for frame in h2_frames(timed, settings, rep):
+            message = frame[5:]
+            for key in ("w1", "w2"):
+                with grpc.insecure_channel(servers[key].target) as channel:
+                    answer = channel.unary_unary(DECIDE)(message, timeout=10)
+                decision = pb.Decision.FromString(answer)
+                assert decision.effect in (pb.PERMIT, pb.DENY) and decision.reasons, decision
+                smallest = min(smallest or len(answer) + 5, len(answer) + 5)
+            with grpc.insecure_channel(servers["echo"].target) as channel:
+                assert channel.unary_unary(ECHO)(message, timeout=10) == message
+            smallest = min(smallest, len(frame))
+    return smallest
+
+
 # ---- measuring -----------------------------------------------------------------------------
 
 
@@ -237,6 +273,7 @@ class Section:
     payloads: tuple[bytes, ...]
     items: int  # decisions or messages per call
     batch: bool
+    client: str = "grpc.aio"  # or "h2load" (payloads unused: see h2_frames)
 
 
 def measure(pool: ClientPool, server: Server, section: Section, settings: Settings) -> dict:
@@ -294,13 +331,59 @@ def measure(pool: ClientPool, server: Server, section: Section, settings: Settin
     }
 
 
+def measure_h2(h2load: str, server: Server, section: Section, settings: Settings,
+               frames: list[bytes], min_answer: int) -> dict:
+    """One h2load section; CPU from /proc over a window inside h2load's measured one."""
+    marks: dict[str, tuple] = {}
+
+    def on_start(start_at: float, client_pids: tuple[int, ...]) -> None:
+        def sample() -> tuple:
+            return (time.monotonic(), [process_cpu_seconds(pid) for pid in server.pids],
+                    h2load_client.cpu_seconds(client_pids), machine_busy_seconds()[0],
+                    sum(context_switches(pid) for pid in server.pids))
+        # h2load's own window starts after it connects (a few ms after launch): sample from
+        # 0.2 s into it to 0.1 s before its end, while every process is surely running.
+        begin = start_at + settings.warmup_s + 0.2
+        end = start_at + settings.warmup_s + settings.duration_s - 0.1
+        time.sleep(max(0.0, begin - time.monotonic()))
+        marks["from"] = sample()
+        time.sleep(max(0.0, end - time.monotonic()))
+        marks["to"] = sample()
+
+    result = h2load_client.run(
+        h2load, server.target, section.method, frames, min_answer,
+        connections=settings.h2_connections, streams=settings.h2_streams,
+        warmup_s=settings.warmup_s, duration_s=settings.duration_s, on_start=on_start)
+    (t0, workers0, client0, busy0, switches0) = marks["from"]
+    (t1, workers1, client1, busy1, switches1) = marks["to"]
+    # Calls in the CPU window at h2load's measured rate.
+    calls = max(result.calls_s * (t1 - t0), 1.0)
+    server_cpu = [b - a for a, b in zip(workers0, workers1)]
+    others = (busy1 - busy0) - sum(server_cpu) - (client1 - client0)
+    return {
+        "calls_s": result.calls_s,
+        "items_s": result.calls_s,
+        "p50_us": percentile(list(result.latencies_us), 0.50),
+        "p99_us": percentile(list(result.latencies_us), 0.99),
+        "server_cpu_us": sum(server_cpu) / calls * 1e6,
+        "client_cpu_us": (client1 - client0) / calls * 1e6,
+        "others_cores": max(0.0, others / (t1 - t0)),
+        "server_cores": sum(server_cpu) / (t1 - t0),
+        "switches": (switches1 - switches0) / calls,
+        "worker_share": [c / max(sum(server_cpu), 1e-9) for c in server_cpu],
+        "calls": result.done,
+        "inflight": len(frames) * settings.h2_connections * settings.h2_streams,
+    }
+
+
 def percentile(sorted_values: list[int], q: float) -> float:
     if not sorted_values:
         return float("nan")
     return float(sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))])
 
 
-def sections(timed: list[bytes], timeless: list[bytes], alt_threads: int) -> list[Section]:
+def sections(timed: list[bytes], timeless: list[bytes], alt_threads: int,
+             h2load: bool = False) -> list[Section]:
     # The realistic mix: 4 in 5 requests carry context.time (decided every time), 1 in 5 leaves
     # it to the server (answered from the cache after the first time).
     mix = tuple(timeless[i] if i % 5 == 4 else timed[i] for i in range(len(timed)))
@@ -312,6 +395,14 @@ def sections(timed: list[bytes], timeless: list[bytes], alt_threads: int) -> lis
         Section("mix_alt", f"Decide, mix, --threads {alt_threads}", "w1_alt", DECIDE, mix, 1,
                 False),
     ] if alt_threads else []
+    # The native client (bench/h2load_client.py): requests with context.time only, see h2_frames.
+    native = [
+        Section("echo_h2", "echo server, unary (h2load)", "echo", ECHO, (), 1, False, "h2load"),
+        Section("timed_h2", "Decide, all with context.time (h2load)", "w1", DECIDE, (), 1,
+                False, "h2load"),
+        Section("w2_h2", "Decide, all with context.time, --workers 2 (h2load)", "w2", DECIDE,
+                (), 1, False, "h2load"),
+    ] if h2load else []
     return [
         Section("echo", "echo server, unary", "echo", ECHO, mix, 1, False),
         Section("mix", "Decide, mix (80% with context.time)", "w1", DECIDE, mix, 1, False),
@@ -319,6 +410,7 @@ def sections(timed: list[bytes], timeless: list[bytes], alt_threads: int) -> lis
         Section("cached", "Decide, no context.time (cached)", "w1", DECIDE, tuple(timeless), 1,
                 False),
         Section("w2", "Decide, mix, --workers 2", "w2", DECIDE, mix, 1, False),
+        *native,
         *alt,
         Section("echo100", "echo server, batches of 100", "echo", ECHO_BATCH, batch100, 100, True),
         Section("batch100", "DecideBatch, batches of 100", "w1", DECIDE_BATCH, batch100, 100, True),
@@ -368,7 +460,7 @@ def machine_facts() -> str:
 
 def report(per_rep: list[dict], all_sections: list[Section], settings: Settings, effects: dict,
            wall_s: float, command: str, facts: str, threads: int,
-           alt_threads: int) -> tuple[str, dict]:
+           alt_threads: int, h2_skipped: str = "") -> tuple[str, dict]:
     summary = {s.key: medians([rep[s.key] for rep in per_rep]) for s in all_sections}
     lines = ["| section | in flight | calls/s | decisions or messages/s | spread (low..high) "
              "| p50 ms | p99 ms | server CPU µs/call | server cores busy "
@@ -399,6 +491,16 @@ def report(per_rep: list[dict], all_sections: list[Section], settings: Settings,
               f"| {met(best_batch >= BATCH_TARGET)} |",
               f"| --workers 2 ≥ {WORKERS_TARGET}× --workers 1 (unary mix, same client) | "
               f"{workers_ratio:.2f}× | {met(workers_ratio >= WORKERS_TARGET)} |"]
+    workers_ratio_h2 = None
+    if "w2_h2" in summary:
+        workers_ratio_h2 = ratio_per_rep(per_rep, "w2_h2", "timed_h2")
+        echo_ratio_h2 = ratio_per_rep(per_rep, "timed_h2", "echo_h2")
+        lines += [f"| --workers 2 ≥ {WORKERS_TARGET}× --workers 1 (Decide all with "
+                  f"context.time, h2load client) | {workers_ratio_h2:.2f}× "
+                  f"| {met(workers_ratio_h2 >= WORKERS_TARGET)} |",
+                  f"| unary Decide (all with context.time, h2load client) ≥ "
+                  f"{ECHO_RATIO_TARGET:.0%} of echo (h2load client) | {echo_ratio_h2:.0%} "
+                  f"| {met(echo_ratio_h2 >= ECHO_RATIO_TARGET)} |"]
     if "mix_alt" in summary:
         alt_same = ratio_per_rep(per_rep, "mix_alt", "echo_alt")
         alt_default = ratio_per_rep(per_rep, "mix_alt", "echo")
@@ -422,6 +524,17 @@ def report(per_rep: list[dict], all_sections: list[Section], settings: Settings,
         f"{settings.channels} connections, pre-serialized requests, closed loop. Every server "
         f"runs {threads} gRPC handler threads unless its row names --threads.",
         "",
+        (f"h2load sections skipped: {h2_skipped}." if h2_skipped else
+         f"Rows marked (h2load): load from nghttp2's h2load (C, gRPC over h2c), "
+         f"{settings.h2_processes} processes at once, each posting one serialized request "
+         f"with context.time over {settings.h2_connections} connections with "
+         f"{settings.h2_streams} streams each (closed loop, "
+         f"{settings.h2_processes * settings.h2_connections * settings.h2_streams} in flight); "
+         f"h2load repeats one body per process, so each repetition uses another "
+         f"{settings.h2_processes} requests of the mix, every one checked for a real Decision "
+         f"(and echo for its own bytes) with a gRPC client before timing, and every answer's "
+         f"size checked after. Latency from h2load's per-request log."),
+        "",
         f"Request mix: {settings.requests:,} distinct requests from "
         f"bench/workload.py aimed at the reference policies' grants; "
         + ", ".join(f"{k} {v / total:.0%}" for k, v in sorted(effects.items()))
@@ -439,6 +552,17 @@ def report(per_rep: list[dict], all_sections: list[Section], settings: Settings,
         f"the server, caps the ratio below 2×. Worker CPU split under --workers 2: "
         + "/".join(f"{x:.0%}" for x in share) + ".",
     ]
+    if workers_ratio_h2 is not None:
+        one, two = summary["timed_h2"], summary["w2_h2"]
+        lines += ["", f"Cores with h2load: the client spends about {two['client_cpu_us']:.0f} µs "
+                  f"per call (grpc.aio: {client_cpu:.0f} µs), so the cores are left to the "
+                  f"server: {one['server_cpu_us']:.0f} µs per call with one worker "
+                  f"({one['server_cores']:.2f} cores busy), {two['server_cpu_us']:.0f} µs with "
+                  f"two ({two['server_cores']:.2f} cores busy, split "
+                  + "/".join(f"{x:.0%}" for x in two["worker_share"])
+                  + f"); other people's work took {two['others_cores']:.2f} cores meanwhile. "
+                  f"2 workers: {workers_ratio_h2:.2f}× one worker's calls/s (median of "
+                  f"per-repetition ratios)."]
     if "mix_alt" in summary:
         def cost(key: str) -> str:
             return (f"{summary[key]['server_cpu_us']:.0f} µs and "
@@ -450,6 +574,7 @@ def report(per_rep: list[dict], all_sections: list[Section], settings: Settings,
                   "handler holds it."]
     return "\n".join(lines) + "\n", {"summary": summary, "per_rep": per_rep,
                                       "echo_ratio": echo_ratio, "workers_ratio": workers_ratio,
+                                      "workers_ratio_h2load": workers_ratio_h2,
                                       "best_batch": best_batch}
 
 
@@ -465,6 +590,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alt-threads", type=int, default=ALT_THREADS,
                         help=f"also measure echo and Decide with this many threads "
                         f"(default {ALT_THREADS}; 0: skip)")
+    parser.add_argument("--no-h2load", action="store_true",
+                        help="skip the sections loaded by h2load (nghttp2-client)")
     parser.add_argument("--policies", type=Path, default=REPO / "policies")
     parser.add_argument("--out", type=Path, default=RESULTS, help="markdown table file")
     parser.add_argument("--json", type=Path, help="also write every figure as JSON here")
@@ -479,18 +606,30 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     facts = machine_facts()
     timed, timeless, effects = build_requests(args.policies, settings.requests)
-    all_sections = sections(timed, timeless, args.alt_threads)
+    h2load = None if args.no_h2load else h2load_client.find_h2load()
+    h2_skipped = ("--no-h2load" if args.no_h2load else
+                  "h2load not found (apt-get install nghttp2-client)" if h2load is None else "")
+    if h2_skipped:
+        print(f"h2load sections skipped: {h2_skipped}", file=sys.stderr, flush=True)
+    all_sections = sections(timed, timeless, args.alt_threads, h2load is not None)
     servers = start_servers(args.policies, args.threads, args.alt_threads)
     pool = None
     try:
         batch100 = next(s for s in all_sections if s.key == "batch100")
         sanity_check(servers, timed, batch100.payloads[0])
+        min_answer = sanity_check_h2(servers, timed, settings) if h2load else 0
         pool = ClientPool(settings.clients)
         per_rep = []
         for rep in range(settings.reps):
             results = {}
             for section in all_sections:
-                results[section.key] = measure(pool, servers[section.server], section, settings)
+                if section.client == "h2load":
+                    results[section.key] = measure_h2(
+                        h2load, servers[section.server], section, settings,
+                        h2_frames(timed, settings, rep), min_answer)
+                else:
+                    results[section.key] = measure(pool, servers[section.server], section,
+                                                   settings)
                 print(f"rep {rep + 1}/{settings.reps} {section.label}: "
                       f"{results[section.key]['items_s']:,.0f}/s", file=sys.stderr, flush=True)
             per_rep.append(results)
@@ -502,7 +641,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: a server exited with a failure code: {codes}", file=sys.stderr)
         return 1
     text, data = report(per_rep, all_sections, settings, effects, time.monotonic() - started,
-                        command, facts, args.threads, args.alt_threads)
+                        command, facts, args.threads, args.alt_threads, h2_skipped)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
