@@ -1,12 +1,16 @@
 """Tiergate's gRPC service speed beside a trivial echo server, in one run, over 127.0.0.1.
 
-    python bench/server_bench.py            # full run (about 3 minutes)
+    python bench/server_bench.py            # full run (about 4.5 minutes)
     python bench/server_bench.py --quick    # one short repetition per section (a smoke run)
 
 Servers (subprocesses on ephemeral 127.0.0.1 ports, started once, stopped at the end):
 bench/echo_server.py (the ceiling), `tiergate serve policies` and `tiergate serve --workers 2
 policies`. Load comes from long-lived client processes (bench/server_load.py: grpc.aio, generic
 bytes-in/bytes-out calls with pre-serialized requests), never from the servers' processes.
+That client costs about as much CPU per call as the server, so on 2 cores it caps what
+`--workers 2` can show; the rows marked (h2load) load echo, one worker and two workers from
+nghttp2's h2load instead (bench/h2load_client.py, C, a fraction of the CPU per call), skipped
+with a note when h2load is not installed (`apt-get install nghttp2-client`) or --no-h2load.
 
 Every repetition runs every section once, in the same order (echo and Tiergate side by side,
 so a burst of other people's work on this shared machine hits both); each figure is the median
