@@ -46,3 +46,23 @@ def load_or_report(directory: str, error_format: str) -> PolicySet | None:
     except DiagnosticError as error:
         print_diagnostics(error.diagnostics, error_format)
         return None
+
+
+def now_option(args) -> int | None:
+    """`--now` as µs since the epoch (None when not given); ValueError saying what is wrong."""
+    from tiergate.engine.timeutil import parse_instant
+
+    if not args.now:
+        return None
+    try:
+        return parse_instant(args.now)
+    except ValueError as problem:
+        raise ValueError(f"--now {args.now!r} is not an instant: {problem}") from None
+
+
+def read_input(path: str) -> str:
+    """The text of a file, or of standard input for `-`."""
+    if path == "-":
+        return sys.stdin.read()
+    with open(path, encoding="utf-8") as f:
+        return f.read()

@@ -12,9 +12,8 @@ import json
 import sys
 
 from tiergate.engine import RequestError
-from tiergate.engine.timeutil import parse_instant
 
-from .common import add_error_format, load_or_report
+from .common import add_error_format, load_or_report, now_option, read_input
 
 
 def register(subparsers) -> None:
@@ -56,17 +55,8 @@ def run(args) -> int:
     if policy is None:
         return 1
     try:
-        now = parse_instant(args.now) if args.now else None
-    except ValueError as problem:
-        print(f"error: --now {args.now!r} is not an instant: {problem}", file=sys.stderr)
-        return 1
-    try:
-        if args.input == "-":
-            text = sys.stdin.read()
-        else:
-            with open(args.input, encoding="utf-8") as f:
-                text = f.read()
-        requests, single = read_requests(text)
+        now = now_option(args)
+        requests, single = read_requests(read_input(args.input))
     except (OSError, ValueError) as problem:
         print(f"error: {problem}", file=sys.stderr)
         return 1

@@ -12,10 +12,9 @@ import json
 import sys
 
 from tiergate.engine import RequestError
-from tiergate.engine.timeutil import parse_instant
 from tiergate.tooling.explain_text import LANGS, render_explanation
 
-from .common import add_error_format, load_or_report
+from .common import add_error_format, load_or_report, now_option, read_input
 
 
 def register(subparsers) -> None:
@@ -38,17 +37,8 @@ def run(args) -> int:
     if policy is None:
         return 1
     try:
-        now = parse_instant(args.now) if args.now else None
-    except ValueError as problem:
-        print(f"error: --now {args.now!r} is not an instant: {problem}", file=sys.stderr)
-        return 1
-    try:
-        if args.request == "-":
-            text = sys.stdin.read()
-        else:
-            with open(args.request, encoding="utf-8") as f:
-                text = f.read()
-        request = json.loads(text)
+        now = now_option(args)
+        request = json.loads(read_input(args.request))
     except (OSError, ValueError) as problem:
         print(f"error: {problem}", file=sys.stderr)
         return 1

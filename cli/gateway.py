@@ -21,11 +21,10 @@ from envoy.service.auth.v3 import attribute_context_pb2, external_auth_pb2
 from google.protobuf import json_format, struct_pb2
 
 from tiergate.engine import DiagnosticError
-from tiergate.engine.timeutil import parse_instant
 from tiergate.server.ext_authz import ExtAuthzServicer
 from tiergate.server.mapping import MAPPING_FILE, MappingError, load_mapping
 
-from .common import add_error_format, load_or_report, print_diagnostics
+from .common import add_error_format, load_or_report, now_option, print_diagnostics
 
 
 def register(subparsers) -> None:
@@ -65,7 +64,7 @@ def run(args) -> int:
     try:
         headers = _headers(args.header)
         claims = json.loads(args.claims) if args.claims else None
-        now = parse_instant(args.now) if args.now else None
+        now = now_option(args)
     except ValueError as problem:
         print(f"error: {problem}", file=sys.stderr)
         return 1

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import sys
 
-from tiergate.engine.timeutil import now_micros, parse_instant
+from tiergate.engine.timeutil import now_micros
 from tiergate.grammar.diagnostics import render_human
 from tiergate.tooling.lint import lint_policy
 from tiergate.tooling.matrix import render_matrix
 
-from .common import add_error_format, load_or_report
+from .common import add_error_format, load_or_report, now_option
 
 
 def register(subparsers) -> None:
@@ -40,10 +40,12 @@ def run(args) -> int:
     if policy is None:
         return 1
     try:
-        now = parse_instant(args.now) if args.now else now_micros()
+        now = now_option(args)
     except ValueError as problem:
-        print(f"error: --now {args.now!r} is not an instant: {problem}", file=sys.stderr)
+        print(f"error: {problem}", file=sys.stderr)
         return 1
+    if now is None:
+        now = now_micros()
     result = lint_policy(policy, now=now, expiring_days=args.expiring_days)
     if args.format == "json":
         print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .common import add_error_format, load_or_report
+from .common import add_error_format, load_or_report, now_option
 
 
 def register(subparsers) -> None:
@@ -20,16 +20,15 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from tiergate.engine.timeutil import parse_instant
     from tiergate.tooling.report import render_report
 
     policy = load_or_report(args.policy_dir, args.error_format)
     if policy is None:
         return 1
     try:
-        now = parse_instant(args.now) if args.now else None
+        now = now_option(args)
     except ValueError as problem:
-        print(f"error: --now {args.now!r} is not an instant: {problem}", file=sys.stderr)
+        print(f"error: {problem}", file=sys.stderr)
         return 1
     page = render_report(policy, now=now, title=args.policy_dir)
     try:

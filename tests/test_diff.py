@@ -12,7 +12,6 @@ import re
 import shutil
 from itertools import product
 
-import pytest
 
 from tiergate.cli.main import main
 from tiergate.engine import load_policy_set

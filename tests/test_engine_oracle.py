@@ -9,7 +9,7 @@ rewriting and the tree's branching meet conditions nobody wrote by hand.
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

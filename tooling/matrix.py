@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from itertools import product
 
 from tiergate.engine import PolicySet
-from tiergate.engine import model
 
 from .regions import candidate_may_apply, grant_fits, regions, unconditional_denies
 
