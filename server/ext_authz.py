@@ -134,20 +134,32 @@ def mapping_path(config) -> Path | None:
 
 
 class _ReloadingMapping:
-    """The mapping file, re-read whenever the holder swaps in a new policy set (the file lives
-    beside the policies and is edited with them). A mapping edit that does not load keeps the
-    last good mapping serving, as a broken policy edit does."""
+    """The mapping file, re-read when its content changes (checked on every poll of the policy
+    directory, where the file lives). A mapping edit that does not load keeps the last good
+    mapping serving, as a broken policy edit does."""
 
     def __init__(self, path: Path):
         self.path = path
+        self._content = self._read()
         self.current = load_mapping(path)  # DiagnosticError at start: refuse to serve
 
     def __call__(self) -> GatewayMapping:
         return self.current
 
-    def reload(self, snapshot=None) -> None:
+    def _read(self) -> bytes | None:
+        try:
+            return self.path.read_bytes()
+        except OSError:
+            return None
+
+    def reload_if_changed(self) -> None:
+        content = self._read()
+        if content == self._content:
+            return
+        self._content = content
         try:
             self.current = load_mapping(self.path)
+            log.info("gateway mapping %s reloaded (%d routes)", self.path, len(self.current.routes))
         except Exception as problem:  # noqa: BLE001 — keep serving the last good mapping
             log.error("gateway mapping %s did not reload; still serving the previous one: %s",
                       self.path, problem)
@@ -162,7 +174,7 @@ def register(server, holder, config) -> ExtAuthzServicer:
     mapping = None
     if path is not None:
         mapping = _ReloadingMapping(path)
-        holder.on_swap(mapping.reload)
+        holder.on_poll(mapping.reload_if_changed)
         log.info("ext_authz: gateway mapping %s (%d routes)", path, len(mapping().routes))
     else:
         log.warning("ext_authz: no gateway mapping (%s/%s); every Check is denied",

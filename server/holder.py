@@ -50,6 +50,7 @@ class PolicyHolder:
         self.clock = clock
         self.last_failure: ReloadFailure | None = None
         self._listeners: list[Callable[[Snapshot], None]] = []
+        self._poll_listeners: list[Callable[[], None]] = []
         self._swap_lock = threading.Lock()  # writers only; readers never lock
         self.current = self._snapshot(policy)
 
@@ -82,3 +83,15 @@ class PolicyHolder:
         """Call `listener(snapshot)` after every swap (e.g. to rebuild derived tables)."""
         with self._swap_lock:
             self._listeners.append(listener)
+
+    def on_poll(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` on every poll of the policy directory (files beside the policies)."""
+        with self._swap_lock:
+            self._poll_listeners.append(listener)
+
+    def polled(self) -> None:
+        for listener in list(self._poll_listeners):
+            try:
+                listener()
+            except Exception:  # a listener's bug must not stop the policy being watched
+                log.exception("policy poll listener failed")

@@ -53,6 +53,7 @@ class PolicyWatcher:
 
     def poll(self) -> bool:
         """Check the directory once; True if a new policy set was swapped in."""
+        self.holder.polled()
         directory = self.holder.policy_dir
         try:
             sources = read_policy_sources(directory)

@@ -282,9 +282,14 @@ def test_register_without_a_mapping_file_denies_saying_so(policy, tmp_path):
         server.stop(None)
 
 
-def test_register_refuses_a_bad_mapping_and_reloads_with_the_policy(policy, tmp_path):
-    from tiergate.engine import DiagnosticError
+def test_register_refuses_a_bad_mapping_and_the_watcher_reloads_an_edited_one(policy, tmp_path):
+    import shutil
 
+    from tiergate.engine import DiagnosticError
+    from tiergate.server.reload import PolicyWatcher
+
+    for source in POLICIES.glob("*.policy"):
+        shutil.copy(source, tmp_path / source.name)
     (tmp_path / "gateway.toml").write_text("[[routes]]\npth = '/x'\n", encoding="utf-8")
     with pytest.raises(DiagnosticError):
         serve_with_register(policy, tmp_path, lambda: 0)
@@ -292,14 +297,18 @@ def test_register_refuses_a_bad_mapping_and_reloads_with_the_policy(policy, tmp_
     (tmp_path / "gateway.toml").write_text(good.replace('"/open/', '"/public/'), encoding="utf-8")
     server, holder, channel = serve_with_register(
         policy, tmp_path, lambda: instant("2026-11-22T10:00:00+08:00"))
+    watcher = PolicyWatcher(holder, interval=0)
     try:
         stub = external_auth_pb2_grpc.AuthorizationStub(channel)
         assert stub.Check(check_request("GET", "/public/basic_info/d1", HEADERS)).status.code == OK
+        # An edit to the mapping alone (the policies unchanged) is picked up on the next poll.
         (tmp_path / "gateway.toml").write_text(good, encoding="utf-8")
-        holder.swap(policy)  # a policy reload re-reads the mapping beside it
+        assert watcher.poll() is False  # no new policy set ...
         assert stub.Check(check_request("GET", "/open/basic_info/d1", HEADERS)).status.code == OK
+        assert stub.Check(check_request("GET", "/public/basic_info/d1", HEADERS)).status.code != OK
+        # ... and a broken mapping edit keeps the last good one serving.
         (tmp_path / "gateway.toml").write_text("not toml [", encoding="utf-8")
-        holder.swap(policy)  # a broken mapping edit keeps the last good one serving
+        watcher.poll()
         assert stub.Check(check_request("GET", "/open/basic_info/d1", HEADERS)).status.code == OK
     finally:
         channel.close()
