@@ -45,6 +45,17 @@ def rss_bytes() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def measured_build(build):
+    """(what `build()` returns, its wall time in s, the resident memory it added in MB)."""
+    gc.collect()
+    before = rss_bytes()
+    start = time.perf_counter()
+    built = build()
+    seconds = time.perf_counter() - start
+    gc.collect()
+    return built, seconds, (rss_bytes() - before) / 2**20
+
+
 # ---- the worker: one grant count, one fresh process --------------------------------------
 
 
@@ -110,13 +121,8 @@ def worker(grant_count: int, quick: bool) -> dict:
     out: dict = {"grants": grant_count, "engines": {}, "notes": []}
     with tempfile.TemporaryDirectory(prefix="tiergate-bench-") as tmp:
         directory = workload.write_policy_dir(spec, REPO / "policies", Path(tmp) / "policies")
-        gc.collect()
-        before = rss_bytes()
-        start = time.perf_counter()
-        policy = load_policy_set(directory)
-        compile_s = time.perf_counter() - start
-        gc.collect()
-        out["engines"]["tiergate"] = {"build_s": compile_s, "rss_mb": (rss_bytes() - before) / 2**20}
+        policy, compile_s, rss_mb = measured_build(lambda: load_policy_set(directory))
+        out["engines"]["tiergate"] = {"build_s": compile_s, "rss_mb": rss_mb}
         out["load_phases"] = _load_phases(directory)
 
     request_count = 1_000 if quick else 5_000
@@ -146,13 +152,8 @@ def worker(grant_count: int, quick: bool) -> dict:
         try:
             model = __import__(module)
             engine_class = model.CedarEngine if name == "cedarpy" else model.CasbinEngine
-            gc.collect()
-            before = rss_bytes()
-            start = time.perf_counter()
-            engine = engine_class(spec)
-            build_s = time.perf_counter() - start
-            gc.collect()
-            out["engines"][name] = {"build_s": build_s, "rss_mb": (rss_bytes() - before) / 2**20}
+            engine, build_s, rss_mb = measured_build(lambda: engine_class(spec))
+            out["engines"][name] = {"build_s": build_s, "rss_mb": rss_mb}
         except ImportError as missing:  # optional bench dependencies: pip install -e '.[bench]'
             out["notes"].append(f"{name} skipped: {missing}")
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import Sequence
 
@@ -48,16 +49,18 @@ def load_or_report(directory: str, error_format: str) -> PolicySet | None:
         return None
 
 
-def now_option(args) -> int | None:
-    """`--now` as µs since the epoch (None when not given); ValueError saying what is wrong."""
+def _instant(text: str) -> int:
     from tiergate.engine.timeutil import parse_instant
 
-    if not args.now:
-        return None
     try:
-        return parse_instant(args.now)
+        return parse_instant(text)
     except ValueError as problem:
-        raise ValueError(f"--now {args.now!r} is not an instant: {problem}") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not an instant: {problem}") from None
+
+
+def add_now_option(parser, help: str) -> None:
+    """`--now INSTANT`, parsed to µs since the epoch (None when not given)."""
+    parser.add_argument("--now", metavar="INSTANT", type=_instant, help=help)
 
 
 def read_input(path: str) -> str:

@@ -13,7 +13,7 @@ import sys
 
 from tiergate.engine import RequestError
 
-from .common import add_error_format, load_or_report, now_option, read_input
+from .common import add_error_format, add_now_option, load_or_report, read_input
 
 
 def register(subparsers) -> None:
@@ -23,8 +23,7 @@ def register(subparsers) -> None:
                         help="a JSON request, a JSON array, or JSON lines; - for stdin (default)")
     parser.add_argument("--explain", action="store_true",
                         help="add the path through the decision tree and each condition's value")
-    parser.add_argument("--now", metavar="INSTANT",
-                        help="the time for requests without context.time (default: the clock)")
+    add_now_option(parser, help="the time for requests without context.time (default: the clock)")
     add_error_format(parser)
     parser.set_defaults(run=run)
 
@@ -55,7 +54,6 @@ def run(args) -> int:
     if policy is None:
         return 1
     try:
-        now = now_option(args)
         requests, single = read_requests(read_input(args.input))
     except (OSError, ValueError) as problem:
         print(f"error: {problem}", file=sys.stderr)
@@ -63,7 +61,7 @@ def run(args) -> int:
     failed = 0
     for index, request in enumerate(requests):
         try:
-            out = policy.decide(request, now=now, explain=args.explain).to_dict()
+            out = policy.decide(request, now=args.now, explain=args.explain).to_dict()
         except RequestError as error:
             failed += 1
             out = error.to_dict()

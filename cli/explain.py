@@ -14,7 +14,7 @@ import sys
 from tiergate.engine import RequestError
 from tiergate.tooling.explain_text import LANGS, render_explanation
 
-from .common import add_error_format, load_or_report, now_option, read_input
+from .common import add_error_format, add_now_option, load_or_report, read_input
 
 
 def register(subparsers) -> None:
@@ -26,8 +26,7 @@ def register(subparsers) -> None:
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.add_argument("--lang", choices=LANGS, default="both",
                         help="language of the text (default: both)")
-    parser.add_argument("--now", metavar="INSTANT",
-                        help="the time for a request without context.time (default: the clock)")
+    add_now_option(parser, help="the time for a request without context.time (default: the clock)")
     add_error_format(parser)
     parser.set_defaults(run=run)
 
@@ -37,13 +36,12 @@ def run(args) -> int:
     if policy is None:
         return 1
     try:
-        now = now_option(args)
         request = json.loads(read_input(args.request))
     except (OSError, ValueError) as problem:
         print(f"error: {problem}", file=sys.stderr)
         return 1
     try:
-        decision = policy.decide(request, now=now, explain=True)
+        decision = policy.decide(request, now=args.now, explain=True)
     except RequestError as error:
         if args.format == "json":
             print(json.dumps(error.to_dict(), ensure_ascii=False, indent=2))

@@ -24,7 +24,7 @@ from tiergate.engine import DiagnosticError
 from tiergate.server.ext_authz import ExtAuthzServicer
 from tiergate.server.mapping import MAPPING_FILE, MappingError, load_mapping
 
-from .common import add_error_format, load_or_report, now_option, print_diagnostics
+from .common import add_error_format, add_now_option, load_or_report, print_diagnostics
 
 
 def register(subparsers) -> None:
@@ -39,8 +39,7 @@ def register(subparsers) -> None:
                         help="a request header as the gateway sets it (repeatable)")
     parser.add_argument("--claims", metavar="JSON",
                         help="verified JWT claims, as jwt_authn would put them in metadata")
-    parser.add_argument("--now", metavar="INSTANT",
-                        help="the time for the decision (default: the clock)")
+    add_now_option(parser, help="the time for the decision (default: the clock)")
     parser.add_argument("--format", choices=("text", "json"), default="text")
     add_error_format(parser)
     parser.set_defaults(run=run)
@@ -64,7 +63,6 @@ def run(args) -> int:
     try:
         headers = _headers(args.header)
         claims = json.loads(args.claims) if args.claims else None
-        now = now_option(args)
     except ValueError as problem:
         print(f"error: {problem}", file=sys.stderr)
         return 1
@@ -73,7 +71,7 @@ def run(args) -> int:
         return 1
     request = _check_request(args.method.upper(), args.path, headers, claims, mapping)
     servicer = ExtAuthzServicer(lambda: policy, mapping,
-                                clock=(lambda: now) if now is not None else None)
+                                clock=(lambda: args.now) if args.now is not None else None)
     response = servicer.check(request)
     try:
         translated = mapping.translate(method=args.method, path=args.path, headers=headers,

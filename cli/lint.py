@@ -8,14 +8,13 @@ policy set does not load.
 from __future__ import annotations
 
 import json
-import sys
 
 from tiergate.engine.timeutil import now_micros
 from tiergate.grammar.diagnostics import render_human
 from tiergate.tooling.lint import lint_policy
 from tiergate.tooling.matrix import render_matrix
 
-from .common import add_error_format, load_or_report, now_option
+from .common import add_error_format, add_now_option, load_or_report
 
 
 def register(subparsers) -> None:
@@ -25,8 +24,7 @@ def register(subparsers) -> None:
     parser.add_argument("policy_dir", metavar="POLICY_DIR")
     parser.add_argument("--expiring-days", type=int, default=30, metavar="N",
                         help="warn about grants expiring within N days (default 30)")
-    parser.add_argument("--now", metavar="INSTANT",
-                        help="the instant to judge expiry at (default: the clock)")
+    add_now_option(parser, help="the instant to judge expiry at (default: the clock)")
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.add_argument("--strict", action="store_true", help="warnings fail too (exit 2)")
     parser.add_argument("--no-matrix", action="store_true",
@@ -39,13 +37,7 @@ def run(args) -> int:
     policy = load_or_report(args.policy_dir, args.error_format)
     if policy is None:
         return 1
-    try:
-        now = now_option(args)
-    except ValueError as problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 1
-    if now is None:
-        now = now_micros()
+    now = args.now if args.now is not None else now_micros()
     result = lint_policy(policy, now=now, expiring_days=args.expiring_days)
     if args.format == "json":
         print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .common import add_error_format, load_or_report, now_option
+from .common import add_error_format, add_now_option, load_or_report
 
 
 def register(subparsers) -> None:
@@ -13,8 +13,7 @@ def register(subparsers) -> None:
         "report", help="write one self-contained HTML page: decision tree, coverage matrix, grants")
     parser.add_argument("policy_dir", metavar="POLICY_DIR")
     parser.add_argument("--html", metavar="FILE", required=True, help="where to write the page")
-    parser.add_argument("--now", metavar="INSTANT",
-                        help="the instant the timeline marks as today (default: the clock)")
+    add_now_option(parser, help="the instant the timeline marks as today (default: the clock)")
     add_error_format(parser)
     parser.set_defaults(run=run)
 
@@ -25,12 +24,7 @@ def run(args) -> int:
     policy = load_or_report(args.policy_dir, args.error_format)
     if policy is None:
         return 1
-    try:
-        now = now_option(args)
-    except ValueError as problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 1
-    page = render_report(policy, now=now, title=args.policy_dir)
+    page = render_report(policy, now=args.now, title=args.policy_dir)
     try:
         Path(args.html).write_text(page, encoding="utf-8")
     except OSError as problem:

@@ -173,7 +173,7 @@ class _Checker:
         conjuncts: tuple = ()
         if not effect.otherwise:
             try:
-                conjuncts = to_conjuncts(condition, lambda a: _domain(vocabularies, a))
+                conjuncts = to_conjuncts(condition, lambda a: model.domain_of(vocabularies, a))
             except TooComplex:
                 self.error("TG227", f"the condition of rule {rule.id} is too complex to index",
                            effect.span, "split it into several rules", rule.id)
@@ -320,10 +320,3 @@ class _Checker:
             sets["purpose"], sets["action"], sets["approved_by"],
             clauses["agreement"].values[0].value, expires, clauses["expires"].values[0].text,
             grant.span)
-
-
-def _domain(vocabularies: dict[str, model.Vocabulary], attribute: str) -> frozenset:
-    if attribute in vocabularies:
-        return vocabularies[attribute].values
-    return frozenset((True, False))
-

@@ -194,20 +194,21 @@ GrantEntry = tuple[int, int, int, "frozenset[str] | None", model.Grant]
 
 @dataclass(frozen=True)
 class GrantIndex:
-    """Grants by grantee, then (tier, catalog class); each list latest-expiring first."""
+    """Grants by grantee, then (tier, catalog class); each list latest-expiring first.
 
-    by_grantee: dict[str, dict[tuple[str, str], tuple[model.Grant, ...]]]
-    expiries: dict[str, tuple[int, ...]]  # each grantee's expiry instants, sorted
-    # The same lists as entries, with purposes and actions as bit sets over these numberings.
+    Each grant is kept as an entry with its purposes and actions as bit sets over these
+    numberings, so the per-request scope test is two integer ands.
+    """
+
     entries: dict[str, dict[tuple[str, str], tuple[GrantEntry, ...]]]
+    expiries: dict[str, tuple[int, ...]]  # each grantee's expiry instants, sorted
     purpose_bits: dict[str, int]
     action_bits: dict[str, int]
 
     def candidates(self, org_id: str | None, tier: str, catalog_class: str) -> tuple[model.Grant, ...]:
-        scoped = self.by_grantee.get(org_id)
-        if scoped is None:
-            return ()
-        return scoped.get((tier, catalog_class), ())
+        """The grantee's grants for this tier and class, whatever the purpose, action or time."""
+        entries = self.entries.get(org_id, {}).get((tier, catalog_class), ())
+        return tuple(entry[-1] for entry in entries)
 
 
 def grant_preference(grant: model.Grant) -> tuple:
@@ -230,17 +231,15 @@ def build_grant_index(grants: tuple[model.Grant, ...]) -> GrantIndex:
         for tier in grant.tiers:
             for catalog_class in grant.catalog:
                 scoped[grant.grantee][(tier, catalog_class)].append(grant)
-    by_grantee = {org: {key: tuple(sorted(gs, key=grant_preference)) for key, gs in by_key.items()}
-                  for org, by_key in scoped.items()}
     purpose_bits: dict[str, int] = {}
     action_bits: dict[str, int] = {}
     entry = {g.id: (g.expires, _bits(g.purposes, purpose_bits), _bits(g.actions, action_bits),
                     g.datasets, g) for g in grants}
     return GrantIndex(
-        by_grantee,
+        {org: {key: tuple(entry[g.id] for g in sorted(gs, key=grant_preference))
+               for key, gs in by_key.items()}
+         for org, by_key in scoped.items()},
         {org: tuple(sorted(instants)) for org, instants in expiries.items()},
-        {org: {key: tuple(entry[g.id] for g in gs) for key, gs in by_key.items()}
-         for org, by_key in by_grantee.items()},
         purpose_bits, action_bits)
 
 

@@ -211,6 +211,11 @@ class CheckedPolicy:
 
     def domain(self, attribute: str) -> frozenset:
         """The finite set of values an indexed (enumerated or boolean) attribute can take."""
-        if attribute in self.vocabularies:
-            return self.vocabularies[attribute].values
-        return frozenset((True, False))
+        return domain_of(self.vocabularies, attribute)
+
+
+def domain_of(vocabularies: dict[str, Vocabulary], attribute: str) -> frozenset:
+    """An indexed attribute's values: its vocabulary's, or true and false for a boolean."""
+    if attribute in vocabularies:
+        return vocabularies[attribute].values
+    return frozenset((True, False))
