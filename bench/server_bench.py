@@ -192,7 +192,9 @@ def start_servers(policy_dir: Path, threads: int, alt_threads: int) -> dict[str,
     """echo, w1 (`tiergate serve`), w2 (--workers 2) with `threads` handler threads each, and
     echo_alt, w1_alt with `alt_threads` (when not 0)."""
     tiergate = [sys.executable, "-m", "tiergate.cli.main", "serve", str(policy_dir),
-                "--listen", "127.0.0.1:0", "--log-level", "WARNING"]
+                "--listen", "127.0.0.1:0", "--log-level", "WARNING",
+                # Part of the workload carries context.time (decided uncached, as of that time).
+                "--accept-request-time"]
     echo = [sys.executable, str(BENCH / "echo_server.py"), "--listen", "127.0.0.1:0"]
     servers = {}
     try:

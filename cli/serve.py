@@ -34,6 +34,10 @@ def register(subparsers) -> None:
     parser.add_argument("--threads", type=int, metavar="N",
                         help="gRPC handler threads per process (default 2: the GIL runs one at a time)")
     parser.add_argument("--log-level", metavar="LEVEL", help="DEBUG, INFO (default), WARNING")
+    parser.add_argument("--accept-request-time", action="store_true", default=None,
+                        help="decide requests that carry context.time as of that time (what-if "
+                        "and test deployments only: by default the server's clock decides and "
+                        "a requested time is refused)")
     parser.set_defaults(run=run)
 
 
@@ -45,7 +49,8 @@ def run(args) -> int:
              "workers": args.workers,
              "cache_size": args.cache_size, "reload_interval": args.reload_interval,
              "max_message_bytes": args.max_message_bytes, "drain_seconds": args.drain_seconds,
-             "threads": args.threads, "log_level": args.log_level}
+             "threads": args.threads, "log_level": args.log_level,
+             "accept_request_time": args.accept_request_time}
     try:
         config = load_config(flags, config_file=args.config)
     except ConfigError as problem:

@@ -7,12 +7,13 @@ decision path.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from tiergate.grammar import ast
 from tiergate.grammar.diagnostics import Diagnostic, DiagnosticError, Span, did_you_mean
 
 from . import model
+from .catalog import check_catalog, check_grant_datasets
 from .conditions import ConditionChecker
 from .normalize import TooComplex, to_conjuncts
 from .schema import OBLIGATION_PARAMETER_TYPES, VOCABULARIES
@@ -25,10 +26,14 @@ _GRANT_VOCABULARY = {"tier": "resource.tier", "catalog": "resource.catalog_class
                      "purpose": "purpose", "action": "action", "approved_by": "approver"}
 
 
-def check_policy(files: Sequence[ast.PolicyFile]) -> model.CheckedPolicy:
-    """The checked policy, or DiagnosticError with every problem in the set."""
+def check_policy(files: Sequence[ast.PolicyFile],
+                 catalog_data: Mapping[str, str] | None = None) -> model.CheckedPolicy:
+    """The checked policy, or DiagnosticError with every problem in the set.
+
+    `catalog_data` holds the texts of the set's catalog data files ({name: text}).
+    """
     checker = _Checker()
-    policy = checker.run(files)
+    policy = checker.run(files, catalog_data or {})
     errors = [d for d in checker.diagnostics if d.severity == "error"]
     if errors:
         raise DiagnosticError(errors)
@@ -43,7 +48,8 @@ class _Checker:
               owner: str | None = None) -> None:
         self.diagnostics.append(Diagnostic(code, message, span, help, owner))
 
-    def run(self, files: Sequence[ast.PolicyFile]) -> model.CheckedPolicy:
+    def run(self, files: Sequence[ast.PolicyFile],
+            catalog_data: Mapping[str, str]) -> model.CheckedPolicy:
         declarations = [d for f in files for d in f.declarations]
         vocabularies, obligations = self.vocabularies(
             [d for d in declarations if isinstance(d, ast.Vocabulary)])
@@ -51,7 +57,12 @@ class _Checker:
         rules = self.rules([d for d in declarations if isinstance(d, ast.Rule)],
                            vocabularies, obligations, conditions)
         grants = self.grants([d for d in declarations if isinstance(d, ast.Grant)], vocabularies)
-        return model.CheckedPolicy(vocabularies, obligations, tuple(rules), tuple(grants))
+        catalog = check_catalog([d for d in declarations if isinstance(d, ast.Dataset)],
+                                [d for d in declarations if isinstance(d, ast.CatalogSettings)],
+                                catalog_data, vocabularies, self.error)
+        check_grant_datasets(grants, catalog, self.error)
+        return model.CheckedPolicy(vocabularies, obligations, tuple(rules), tuple(grants),
+                                   catalog)
 
     # ---- vocabulary ---------------------------------------------------------------------
 

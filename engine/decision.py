@@ -3,18 +3,53 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Literal, Mapping
 
 PERMIT: Literal["PERMIT"] = "PERMIT"
 DENY: Literal["DENY"] = "DENY"
 
 
+def frozen(value: Any) -> Any:
+    """A read-only copy of a JSON-shaped value: mappings as mapping proxies, lists as tuples.
+
+    Decisions are shared (by caches, by the threads of a server): nothing reachable from one
+    may be changed by whoever holds it.
+    """
+    if isinstance(value, Mapping):
+        return MappingProxyType({k: frozen(v) for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return tuple(frozen(v) for v in value)
+    return value
+
+
+def thawed(value: Any) -> Any:
+    """A plain, JSON-ready copy of a `frozen` value: dicts and lists again."""
+    if isinstance(value, Mapping):
+        return {k: thawed(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [thawed(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    return value
+
+
+_NO_PARAMS: Mapping[str, str] = MappingProxyType({})
+
+
 @dataclass(frozen=True, slots=True)
 class Obligation:
-    """Something the gateway must do with a permitted request, e.g. destroy_on_expiry(at)."""
+    """Something the gateway must do with a permitted request, e.g. destroy_on_expiry(at).
+
+    `params` is read-only: one obligation object is shared by every decision that carries it.
+    """
 
     id: str
-    params: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, str] = field(default_factory=lambda: _NO_PARAMS)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.params, MappingProxyType):
+            object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
 
     def to_dict(self) -> dict:
         return {"id": self.id, "params": dict(self.params)} if self.params else {"id": self.id}
@@ -81,5 +116,5 @@ class Decision:
             "decision_id": self.decision_id,
         }
         if self.explanation is not None:
-            out["explanation"] = self.explanation
+            out["explanation"] = thawed(self.explanation)
         return out

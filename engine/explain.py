@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import replace
-from datetime import datetime
 from typing import Any
 
 from . import model
-from .decision import PERMIT, Decision
+from .decision import PERMIT, Decision, frozen
 from .request import SLOT, TIME_SLOT
-from .timeutil import format_instant
+from .timeutil import format_instant, offset_minutes_of
 
 _ORG = SLOT["subject.org_id"]
 EXPLANATION_VERSION = 1
@@ -33,19 +32,14 @@ def explain_decision(policy, values: list, *, offset_minutes: int | None = None)
     if offset_minutes is None:
         offset_minutes = policy_offset(policy)
     explanation = _Explainer(policy, values, decision, offset_minutes).explain()
-    return replace(decision, explanation=explanation)
+    return replace(decision, explanation=frozen(explanation))
 
 
 def policy_offset(policy) -> int:
     """The UTC offset (minutes) most of the policy's grant expiries are written in, else 0."""
     offsets: Counter = Counter()
     for grant in policy.grants:
-        try:
-            delta = datetime.fromisoformat(grant.expires_text).utcoffset()
-        except ValueError:
-            continue
-        if delta is not None:
-            offsets[int(delta.total_seconds() // 60)] += 1
+        offsets[offset_minutes_of(grant.expires_text)] += 1
     return offsets.most_common(1)[0][0] if offsets else 0
 
 

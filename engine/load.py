@@ -1,4 +1,5 @@
-"""Load a policy set: read every *.policy file, parse, check, compile — all or nothing."""
+"""Load a policy set: read every *.policy file (and catalog data file), parse, check, compile —
+all or nothing."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Mapping
 from tiergate.grammar.diagnostics import Diagnostic, DiagnosticError
 from tiergate.grammar.parser import parse_policy
 
+from .catalog import DATA_SUFFIXES, is_catalog_data
 from .check import check_policy
 from .policy import PolicySet
 
@@ -17,18 +19,19 @@ POLICY_SUFFIX = ".policy"
 
 
 def policy_files(directory: str | Path) -> list[Path]:
-    """The policy files of a set, in a stable order (sorted by path)."""
+    """The files of a set — policy files and catalog data files — in a stable order (by path)."""
     root = Path(directory)
     if not root.is_dir():
         raise DiagnosticError([Diagnostic("TG001", f"{directory} is not a directory", None,
                                           "name the directory that holds the *.policy files")])
-    return sorted(p for p in root.rglob(f"*{POLICY_SUFFIX}") if p.is_file())
+    return sorted(p for p in root.rglob("*")
+                  if p.name.endswith((POLICY_SUFFIX, *DATA_SUFFIXES)) and p.is_file())
 
 
 def read_policy_sources(directory: str | Path) -> dict[str, str]:
     """{path as shown in messages: text} for every policy file in the directory."""
     files = policy_files(directory)
-    if not files:
+    if not any(p.name.endswith(POLICY_SUFFIX) for p in files):
         raise DiagnosticError([Diagnostic("TG002", f"{directory} holds no {POLICY_SUFFIX} files",
                                           None)])
     sources = {}
@@ -65,14 +68,15 @@ def compile_sources(sources: Mapping[str, str], *, revision: str | None = None) 
 
 def _compile_sources(sources: Mapping[str, str], revision: str | None) -> PolicySet:
     parsed, diagnostics = [], []
-    for name in sorted(sources):
+    catalog_data = {name: text for name, text in sources.items() if is_catalog_data(name)}
+    for name in sorted(sources.keys() - catalog_data.keys()):
         try:
             parsed.append(parse_policy(sources[name], name))
         except DiagnosticError as error:
             diagnostics.extend(error.diagnostics)
     if diagnostics:
         raise DiagnosticError(diagnostics)
-    checked = check_policy(parsed)
+    checked = check_policy(parsed, catalog_data)
     return PolicySet(checked, revision=revision or revision_of(sources), sources=sources)
 
 

@@ -201,6 +201,45 @@ class Grant:
 
 
 @dataclass(frozen=True, slots=True)
+class Dataset:
+    """One entry of the data resource catalog (数据资源目录, 福州办法 第九条)."""
+
+    id: str
+    label: str
+    catalog_class: str
+    tier: str
+    personal: bool
+    owner_org_id: str | None
+    shareable: bool  # may be shared with government users (福州办法 第十四条)
+    span: Span = field(default=NO_SPAN, compare=False)
+
+    @property
+    def decided(self) -> tuple:
+        """The values a request about this dataset is decided on, in schema.CATALOGUED order."""
+        return (self.catalog_class, self.tier, self.personal, self.owner_org_id, self.shareable)
+
+
+# What a request naming a dataset the catalog does not list gets: refused (the default once a
+# catalog exists), or decided on the attributes it states itself.
+Uncatalogued = Literal["refuse", "as_stated"]
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """The datasets a policy set declares, and what an uncatalogued dataset id gets."""
+
+    datasets: dict[str, Dataset] = field(hash=False)
+    uncatalogued: Uncatalogued = "as_stated"
+
+    @property
+    def exists(self) -> bool:
+        return bool(self.datasets) or self.uncatalogued == "refuse"
+
+
+NO_CATALOG = Catalog({}, "as_stated")
+
+
+@dataclass(frozen=True, slots=True)
 class CheckedPolicy:
     """A policy set that passed every check: what the compiler and evaluators consume."""
 
@@ -208,6 +247,7 @@ class CheckedPolicy:
     obligations: dict[str, ObligationKind] = field(hash=False)
     rules: tuple[Rule, ...]
     grants: tuple[Grant, ...]
+    catalog: Catalog = NO_CATALOG
 
     def domain(self, attribute: str) -> frozenset:
         """The finite set of values an indexed (enumerated or boolean) attribute can take."""

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 from . import model
 from .compile import Branch, CompiledTree, GrantIndex, Leaf, build_grant_index, build_tree, time_literals
 from .decision import DEFAULT_DENY, DENY, PERMIT, Decision, Obligation, Reason
-from .request import SLOT, TIME_SLOT, RequestReader
+from .request import SLOT, TIME_SLOT, RequestReader, requested_time_refused
 from .timeutil import now_micros
 
 _ORG, _TIER, _CLASS = SLOT["subject.org_id"], SLOT["resource.tier"], SLOT["resource.catalog_class"]
@@ -104,7 +104,7 @@ class PolicySet:
         self.sources = dict(sources)
         self.tree: CompiledTree = build_tree(checked)
         self.grant_index: GrantIndex = build_grant_index(checked.grants)
-        self._reader = RequestReader(checked.vocabularies)
+        self._reader = RequestReader(checked.vocabularies, checked.catalog)
         self._outputs = {rule.id: _RuleOutput(rule) for rule in checked.rules}
         self._time_literals = time_literals(checked.rules)
         fallback = next((r for r in checked.rules if r.fallback), None)
@@ -133,16 +133,20 @@ class PolicySet:
         return self._reader.read(request)
 
     def decide(self, request: Mapping[str, Any], *, now: int | None = None,
-               explain: bool = False) -> Decision:
+               explain: bool = False, requested_time: bool = True) -> Decision:
         """Decide one request (the contract's JSON shape as a dict).
 
         `now` (µs since the epoch) stands in for the clock when the request has no
-        context.time. Raises RequestError for a request that names an undeclared value,
-        lacks a required attribute, or has a value of the wrong type.
+        context.time. With `requested_time=False` (what a server does), a request that
+        carries a context.time is refused: only the clock decides. Raises RequestError for a
+        request that names an undeclared value, lacks a required attribute, has a value of the
+        wrong type, or contradicts the catalog.
         """
         values = self._reader.read(request)
         if values[TIME_SLOT] is None:
             values[TIME_SLOT] = now_micros() if now is None else now
+        elif not requested_time:
+            raise requested_time_refused(request["context"]["time"])
         if explain:
             from .explain import explain_decision  # only the explaining path pays for it
             return explain_decision(self, values)

@@ -3,6 +3,10 @@
 A bad request is an error, never a decision: every problem names the attribute, the value
 given and what is allowed. This runs on every decision, so it is a tight loop over a table
 built once per policy set rather than a model validation.
+
+Two rules hold on every entry point: an empty text is an absent attribute (proto3 cannot tell
+them apart, so neither may anyone else), and for a dataset the policy set's catalog lists, the
+catalog's attributes are the ones decided on; a request stating other values is refused.
 """
 
 from __future__ import annotations
@@ -12,14 +16,18 @@ from typing import Any, Mapping
 
 from tiergate.grammar.diagnostics import did_you_mean
 
-from .model import Vocabulary
+from .model import NO_CATALOG, Catalog, Vocabulary
 from .schema import REQUEST_ATTRIBUTES, REQUEST_SECTIONS, Kind
 from .timeutil import parse_instant
 
 # INVARIANT: slots follow REQUEST_ATTRIBUTES; the compiled tree indexes values by slot.
 SLOT = {attribute.path: index for index, attribute in enumerate(REQUEST_ATTRIBUTES)}
 TIME_SLOT = SLOT["context.time"]
+DATASET_SLOT = SLOT["resource.id"]
 _TOP_LEVEL = frozenset(REQUEST_SECTIONS) | {a.path for a in REQUEST_ATTRIBUTES if "." not in a.path}
+# How much of a bad value an error message quotes: enough to recognise it, never so much that
+# the error outgrows what a gRPC client accepts as status details.
+SHOWN_CHARACTERS = 100
 
 
 @dataclass(frozen=True)
@@ -46,23 +54,56 @@ class RequestError(ValueError):
                 "problems": [p.to_dict() for p in self.problems]}
 
 
+def requested_time_refused(value: Any) -> RequestError:
+    """The error for a request that names its own time where the clock decides."""
+    return RequestError([Problem(
+        "context.time", _shown_value(value), (),
+        "context.time is not accepted here: a served decision is made at the server's clock "
+        "(a requested time could re-open an expired grant); leave context.time out, or run a "
+        "what-if server with accept_request_time = true")])
+
+
+def shorten(text: str, limit: int = SHOWN_CHARACTERS) -> str:
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} characters)"
+
+
+def _shown_value(value: Any) -> Any:
+    """A bad value as a problem carries it: texts and other non-trivial values cut short."""
+    if isinstance(value, str):
+        return shorten(value)
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return shorten(repr(value))
+
+
 def _show(value: Any) -> str:
-    return repr(value) if not isinstance(value, str) else f"'{value}'"
+    return f"'{shorten(value)}'" if isinstance(value, str) else shorten(repr(value))
 
 
 class RequestReader:
-    """Validates requests against one policy set's vocabularies."""
+    """Validates requests against one policy set's vocabularies and catalog."""
 
-    def __init__(self, vocabularies: Mapping[str, Vocabulary]):
+    def __init__(self, vocabularies: Mapping[str, Vocabulary], catalog: Catalog = NO_CATALOG):
         self._vocabularies = vocabularies
-        # (slot, section, key, kind, allowed values, required) per attribute, in slot order.
+        self._catalog = catalog if catalog.exists else None
+        self._datasets = {d.id: d.decided for d in catalog.datasets.values()}
+        # With a catalog, the catalogued attributes are read as stated (None when absent) and
+        # settled by _settle_dataset: from the catalog, or checked and defaulted as usual.
+        deferred = self._catalog is not None
+        # (slot, section, key, kind, allowed values, required, path, default) per attribute.
         self._table = []
+        self._deferred = []
         for attribute in REQUEST_ATTRIBUTES:
             allowed = None
             if attribute.kind is Kind.ENUM:
                 allowed = vocabularies[attribute.vocabulary].values
+            required, default = attribute.required, False if attribute.kind is Kind.BOOL else None
+            if deferred and attribute.catalogued:
+                self._deferred.append((SLOT[attribute.path], attribute.path, required, default,
+                                       tuple(sorted(allowed or ()))))
+                required, default = False, None
             self._table.append((SLOT[attribute.path], attribute.section, attribute.key,
-                                attribute.kind, allowed, attribute.required, attribute.path))
+                                attribute.kind, allowed, required, attribute.path, default))
         self._keys = {s: frozenset(a.key for a in REQUEST_ATTRIBUTES if a.section == s)
                       for s in REQUEST_SECTIONS}
         self._fast = _compile_fast_reader(self._table, self._keys)
@@ -72,7 +113,45 @@ class RequestReader:
         # PERF: a well-formed request (the usual case) is read by straight-line code; anything
         # irregular goes to the careful reader below, which names every problem.
         values = self._fast(request)
-        return values if values is not None else self._read_carefully(request)
+        if values is None:
+            values = self._read_carefully(request)
+        if self._catalog is not None:
+            self._settle_dataset(values)
+        return values
+
+    def _settle_dataset(self, values: list) -> None:
+        """Put the catalog's attributes in place of the stated ones, or refuse the request."""
+        dataset_id = values[DATASET_SLOT]
+        decided = self._datasets.get(dataset_id) if dataset_id is not None else None
+        problems = []
+        if decided is not None:
+            for (slot, path, *_), value in zip(self._deferred, decided):
+                stated = values[slot]
+                if stated is not None and stated != value:
+                    problems.append(Problem(
+                        path, _shown_value(stated), (_catalog_text(value),),
+                        f"{path} is stated as {_show(stated)}, but the catalog lists dataset "
+                        f"{_show(dataset_id)} with {_catalog_text(value)}; leave {path} out or "
+                        "state the catalog's value"))
+                values[slot] = value
+        elif self._catalog.uncatalogued == "refuse":
+            if dataset_id is None:
+                problems.append(Problem("resource.id", None, (),
+                                        "resource.id is required: this policy set decides only "
+                                        "on datasets its catalog lists"))
+            else:
+                problems.append(Problem("resource.id", _shown_value(dataset_id), (),
+                                        f"resource.id {_show(dataset_id)} is not in the catalog; "
+                                        "this policy set decides only on catalogued datasets"))
+        else:
+            for slot, path, required, default, allowed in self._deferred:
+                if values[slot] is None:
+                    if required:
+                        problems.append(Problem(path, None, allowed, f"{path} is required for a "
+                                                "dataset the catalog does not list"))
+                    values[slot] = default
+        if problems:
+            raise RequestError(problems)
 
     def _read_carefully(self, request: Mapping[str, Any]) -> list:
         if not isinstance(request, Mapping):
@@ -96,14 +175,14 @@ class RequestReader:
                                                   sorted(f"{section}.{k}" for k in self._keys[section])))
             sections[section] = part
         values: list = [None] * len(self._table)
-        for slot, section, key, kind, allowed, required, path in self._table:
+        for slot, section, key, kind, allowed, required, path, default in self._table:
             value = (sections[section] if section else request).get(key)
-            if value is None:
+            if value is None or value == "":  # an empty text is an absent attribute
                 if required:
                     problems.append(Problem(path, None, tuple(sorted(allowed or ())),
                                             f"{path} is required"))
-                elif kind is Kind.BOOL:
-                    values[slot] = False
+                else:
+                    values[slot] = default
                 continue
             if kind is Kind.ENUM:
                 if value.__class__ is not str or value not in allowed:
@@ -111,12 +190,13 @@ class RequestReader:
                     continue
             elif kind is Kind.BOOL:
                 if value is not True and value is not False:
-                    problems.append(Problem(path, value, ("true", "false"),
+                    problems.append(Problem(path, _shown_value(value), ("true", "false"),
                                             f"{path} must be true or false, not {_show(value)}"))
                     continue
             elif kind is Kind.TEXT:
                 if value.__class__ is not str:
-                    problems.append(Problem(path, value, (), f"{path} must be a text, not {_show(value)}"))
+                    problems.append(Problem(path, _shown_value(value), (),
+                                            f"{path} must be a text, not {_show(value)}"))
                     continue
             elif kind is Kind.TIME:
                 value = self._instant(path, value, problems)
@@ -134,23 +214,31 @@ class RequestReader:
                 reason = str(problem)
         else:
             reason = "it is not a text"
-        problems.append(Problem(path, value, ("RFC 3339 with offset, e.g. 2026-11-22T10:00:00+08:00",),
+        problems.append(Problem(path, _shown_value(value),
+                                ("RFC 3339 with offset, e.g. 2026-11-22T10:00:00+08:00",),
                                 f"{path} {_show(value)} is not an instant: {reason}"))
         return None
 
     def _undeclared(self, path: str, value: Any, allowed: frozenset) -> Problem:
         ordered = tuple(v for v in self._vocabularies[path].labels if v in allowed)
-        hint = did_you_mean(value, ordered) if isinstance(value, str) else None
+        hint = did_you_mean(value, ordered) if isinstance(value, str) and len(value) < 64 else None
         message = (f"{path} {_show(value)} is not a declared value; allowed: {', '.join(ordered)}"
                    + (f" ({hint})" if hint else ""))
-        return Problem(path, value, ordered, message)
+        return Problem(path, _shown_value(value), ordered, message)
 
     @staticmethod
     def _unknown(path: str, known: list[str]) -> Problem:
+        path = shorten(path)
         hint = did_you_mean(path, known)
         return Problem(path, None, tuple(known),
                        f"{path} is not a request attribute" + (f" ({hint})" if hint else "")
                        + f"; known: {', '.join(known)}")
+
+
+def _catalog_text(value: Any) -> str:
+    if value is None:
+        return "no value"
+    return str(value).lower() if isinstance(value, bool) else f"'{value}'"
 
 
 def _compile_fast_reader(table: list, keys: dict[str, frozenset]):
@@ -174,23 +262,27 @@ def _compile_fast_reader(table: list, keys: dict[str, frozenset]):
                   f"    elif {section}.__class__ is not dict or not {section}.keys() <= KEYS_{section}:",
                   "        return None"]
     names = []
-    for slot, section, key, kind, allowed, required, _path in table:
+    for slot, section, key, kind, allowed, required, _path, default in table:
         v = f"v{slot}"
         names.append(v)
         source = section or "request"
-        if kind is Kind.BOOL:  # absent is false; an explicit null goes the careful way
-            lines += [f"    {v} = {source}.get({key!r}, False)",
-                      f"    if {v} is not True and {v} is not False:",
+        if kind is Kind.BOOL:  # absent is the default; an explicit null goes the careful way
+            lines += [f"    {v} = {source}.get({key!r}, {default!r})",
+                      f"    if {v} is not True and {v} is not False"
+                      + (":" if default is not None else f" and {v} is not {default!r}:"),
                       "        return None"]
             continue
         lines.append(f"    {v} = {source}.get({key!r})")
+        # An empty text is an absent attribute; the careful reader says so for required ones.
         absent_ok = "" if required else f"{v} is not None and "
         if kind is Kind.ENUM:
             env[f"ALLOWED_{slot}"] = allowed
             lines += [f"    if {absent_ok}({v}.__class__ is not str or {v} not in ALLOWED_{slot}):",
                       "        return None"]
         elif kind is Kind.TEXT:
-            lines += [f"    if {absent_ok}{v}.__class__ is not str:", "        return None"]
+            lines += [f"    if {absent_ok}{v}.__class__ is not str:", "        return None",
+                      f"    if {v} == '':",
+                      "        return None" if required else f"        {v} = None"]
         elif kind is Kind.TIME:
             lines += [f"    if {v} is not None:",
                       f"        if {v}.__class__ is not str:",

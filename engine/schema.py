@@ -25,6 +25,8 @@ class Attribute:
     required: bool = False
     # The vocabulary that declares the values of an ENUM attribute (or APPROVERS' members).
     vocabulary: str | None = None
+    # A dataset attribute the policy set's catalog states for every catalogued dataset.
+    catalogued: bool = False
 
     @property
     def section(self) -> str | None:
@@ -35,7 +37,8 @@ class Attribute:
         return self.path.split(".", 1)[-1]
 
 
-# INVARIANT: every enumerated attribute is required. An absent org type or region must never
+# INVARIANT: every enumerated attribute is required (a catalogued dataset's come from the
+# catalog). An absent org type or region must never
 # let a request slip past a deny rule that tests it; booleans default to false (the contract).
 REQUEST_ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute("subject.id", Kind.TEXT, required=True),
@@ -44,10 +47,13 @@ REQUEST_ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute("subject.region", Kind.ENUM, required=True, vocabulary="subject.region"),
     Attribute("subject.real_name_verified", Kind.BOOL),
     Attribute("resource.id", Kind.TEXT),
-    Attribute("resource.catalog_class", Kind.ENUM, required=True, vocabulary="resource.catalog_class"),
-    Attribute("resource.tier", Kind.ENUM, required=True, vocabulary="resource.tier"),
-    Attribute("resource.personal", Kind.BOOL),
-    Attribute("resource.owner_org_id", Kind.TEXT),
+    Attribute("resource.catalog_class", Kind.ENUM, required=True, vocabulary="resource.catalog_class",
+              catalogued=True),
+    Attribute("resource.tier", Kind.ENUM, required=True, vocabulary="resource.tier", catalogued=True),
+    Attribute("resource.personal", Kind.BOOL, catalogued=True),
+    Attribute("resource.owner_org_id", Kind.TEXT, catalogued=True),
+    # Whether the catalog marks the dataset for sharing with government users (福州办法 第十四条).
+    Attribute("resource.shareable", Kind.BOOL, catalogued=True),
     Attribute("action", Kind.ENUM, required=True, vocabulary="action"),
     Attribute("purpose", Kind.ENUM, required=True, vocabulary="purpose"),
     Attribute("context.time", Kind.TIME),
@@ -64,6 +70,9 @@ GRANT_ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute("grant.expires", Kind.TIME),
     Attribute("grant.approved_by", Kind.APPROVERS, vocabulary="approver"),
 )
+
+# In the order a catalog entry lists them (model.Dataset.decided).
+CATALOGUED: tuple[Attribute, ...] = tuple(a for a in REQUEST_ATTRIBUTES if a.catalogued)
 
 ATTRIBUTES: dict[str, Attribute] = {a.path: a for a in REQUEST_ATTRIBUTES + GRANT_ATTRIBUTES}
 REQUEST_SECTIONS = ("subject", "resource", "context")

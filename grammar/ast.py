@@ -218,7 +218,28 @@ class Grant:
     id_span: Span = _span()
 
 
-Declaration = Union[Vocabulary, Rule, Grant]
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    """`dataset ds-cardio-2025 { label "…" catalog medical_service tier conditional … }`.
+
+    One entry of the data resource catalog; clauses as written, `check` types them.
+    """
+
+    id: str
+    clauses: tuple[GrantClause, ...]
+    span: Span = _span()
+    id_span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogSettings:
+    """`catalog { uncatalogued refuse }`: what a request naming an unlisted dataset gets."""
+
+    clauses: tuple[GrantClause, ...]
+    span: Span = _span()
+
+
+Declaration = Union[Vocabulary, Rule, Grant, Dataset, CatalogSettings]
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ INDENT = 2
 COMMENT_COLUMN = 52  # 0-based column where trailing comments start when the code is shorter
 GRANT_ORDER = ("grantee", "tier", "catalog", "dataset", "purpose", "action", "approved_by",
                "agreement", "expires")
+DATASET_ORDER = ("label", "catalog", "tier", "personal", "owner", "shareable")
 _GRANT_KEY_WIDTH = max(len(k) for k in GRANT_ORDER) + 1
 _MAX_PASSES = 5
 
@@ -70,15 +71,16 @@ def canonical_ast(file: ast.PolicyFile) -> tuple[ast.Declaration, ...]:
     """
     out = []
     for declaration in file.declarations:
-        if isinstance(declaration, ast.Grant):
-            clauses = sorted(declaration.clauses, key=lambda c: _grant_rank(c.keyword))
+        order = {ast.Grant: GRANT_ORDER, ast.Dataset: DATASET_ORDER}.get(type(declaration))
+        if order is not None:
+            clauses = sorted(declaration.clauses, key=lambda c: _rank(c.keyword, order))
             declaration = replace(declaration, clauses=tuple(clauses))
         out.append(declaration)
     return tuple(out)
 
 
-def _grant_rank(keyword: str) -> int:
-    return GRANT_ORDER.index(keyword) if keyword in GRANT_ORDER else len(GRANT_ORDER)
+def _rank(keyword: str, order: tuple[str, ...]) -> int:
+    return order.index(keyword) if keyword in order else len(order)
 
 
 # ---- operands and atoms ------------------------------------------------------------------
@@ -199,6 +201,10 @@ class _Formatter:
                     self.rule(declaration)
                 case ast.Grant():
                     self.grant(declaration)
+                case ast.Dataset():
+                    self.clauses(f"dataset {declaration.id}", declaration, DATASET_ORDER)
+                case ast.CatalogSettings():
+                    self.clauses("catalog", declaration, ())
         tail = self.place_comments()
         return self.emit(tail)
 
@@ -261,11 +267,16 @@ class _Formatter:
             self.lines.append(_Line(piece.indent, piece.text, piece.anchor))
 
     def grant(self, grant: ast.Grant) -> None:
-        self.open(f"grant {grant.id}", grant)
-        for clause in sorted(grant.clauses, key=lambda c: _grant_rank(c.keyword)):
+        self.clauses(f"grant {grant.id}", grant, GRANT_ORDER)
+
+    def clauses(self, header: str, declaration, order: tuple[str, ...]) -> None:
+        """A block of `keyword values` lines (grants, datasets, catalog settings), aligned."""
+        self.open(header, declaration)
+        for clause in sorted(declaration.clauses, key=lambda c: _rank(c.keyword, order)):
             values = ", ".join(operand_text(v) for v in clause.values)
-            self.clause(clause.keyword.ljust(_GRANT_KEY_WIDTH) + values, _start(clause))
-        self.close(grant)
+            key = clause.keyword.ljust(max(_GRANT_KEY_WIDTH, len(clause.keyword) + 1))
+            self.clause(key + values, _start(clause))
+        self.close(declaration)
 
     # -- conditions
     def owns_comment(self, expression) -> bool:

@@ -216,6 +216,21 @@ class _ToAst(Transformer):
         ident, *clauses = children
         return ast.Grant(str(ident), tuple(clauses), self._span(meta), _token_span(ident, self.file))
 
+    # -- the catalog: dataset clauses are GrantClauses too (keyword and values as written)
+    label = _clause("label", _as_text)
+    personal = _clause("personal", _as_symbol)
+    owner = _clause("owner", _as_symbol)
+    shareable = _clause("shareable", _as_symbol)
+    uncatalogued = _clause("uncatalogued", _as_symbol)
+
+    def dataset(self, meta, children):
+        ident, *clauses = children
+        return ast.Dataset(str(ident), tuple(clauses), self._span(meta),
+                           _token_span(ident, self.file))
+
+    def catalog_settings(self, meta, children):
+        return ast.CatalogSettings(tuple(children), self._span(meta))
+
     def start(self, meta, children):
         return tuple(children)
 

@@ -10,6 +10,7 @@
     drain_seconds = 10.0         # how long SIGTERM waits for calls in flight
     threads = 2                  # gRPC handler threads per process
     reuse_port = false           # let independent processes share the port (SO_REUSEPORT)
+    accept_request_time = false  # decide requests that carry context.time (what-if, tests only)
 
 A relative policy_dir in the file is relative to the file. Each key can be set as an environment variable, TIERGATE_<KEY> (TIERGATE_LISTEN,
 TIERGATE_POLICY_DIR, ...), and the file itself named with TIERGATE_CONFIG. A flag beats a
@@ -54,6 +55,10 @@ class ServeConfig(BaseModel):
     # off otherwise, so a second server started by mistake fails instead of taking half the
     # connections with whatever policy it has.
     reuse_port: bool = False
+    # A served decision is made at the server's clock. A requested context.time could re-open
+    # an expired grant (福州办法 第二十九条) for whoever sends it, so it is refused
+    # (INVALID_ARGUMENT naming context.time) unless this what-if/test switch is on.
+    accept_request_time: bool = False
 
     @field_validator("listen")
     @classmethod

@@ -1,8 +1,10 @@
 """Between the wire and the engine: DecideRequest -> request dict, Decision -> proto.
 
-The engine validates; this module only reshapes. An enumerated or text attribute sent as ""
-is left out of the dict (proto3 cannot tell "" from absent), so a required one becomes the
-engine's "is required" error rather than a silent decision.
+The engine validates; this module only reshapes. A text attribute sent as "" is left out of
+the dict (the engine treats "" as absent anyway), so a required one becomes the engine's "is
+required" error rather than a silent decision. The catalogued booleans (resource.personal,
+resource.shareable) are passed only when true: proto3 cannot tell false from unset, and an
+unset one must leave a catalogued dataset's value to the catalog.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from typing import Any
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from tiergate.engine import Decision, RequestError
+from tiergate.engine.decision import thawed
+from tiergate.engine.request import Problem, requested_time_refused
+from tiergate.engine.timeutil import format_instant
 from tiergate.v1 import authorizer_pb2 as pb
 
 EFFECTS = {"PERMIT": pb.PERMIT, "DENY": pb.DENY}
@@ -21,8 +26,20 @@ _SUBJECT_TEXT = ("id", "org_id", "org_type", "region")
 _RESOURCE_TEXT = ("id", "catalog_class", "tier", "owner_org_id")
 
 
+# google.protobuf.Timestamp's valid range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
+_FIRST_SECOND, _LAST_SECOND = -62_135_596_800, 253_402_300_799
+
+
 def micros_of(timestamp: timestamp_pb2.Timestamp) -> int:
-    return timestamp.seconds * 1_000_000 + timestamp.nanos // 1_000
+    """µs since the epoch; RequestError for a Timestamp outside its valid range."""
+    seconds, nanos = timestamp.seconds, timestamp.nanos
+    if not (_FIRST_SECOND <= seconds <= _LAST_SECOND and 0 <= nanos <= 999_999_999):
+        raise RequestError([Problem(
+            "context.time", f"seconds={seconds}, nanos={nanos}",
+            ("seconds -62135596800 to 253402300799, nanos 0 to 999999999",),
+            f"context.time (seconds={seconds}, nanos={nanos}) is not a valid "
+            "google.protobuf.Timestamp")])
+    return seconds * 1_000_000 + nanos // 1_000
 
 
 def timestamp_of(micros: int) -> timestamp_pb2.Timestamp:
@@ -30,10 +47,16 @@ def timestamp_of(micros: int) -> timestamp_pb2.Timestamp:
     return timestamp_pb2.Timestamp(seconds=seconds, nanos=rest * 1_000)
 
 
-def request_time(message: pb.DecideRequest) -> int | None:
-    """context.time in µs since the epoch, or None when the request leaves it to the server."""
+def request_time(message: pb.DecideRequest, *, accepted: bool) -> int | None:
+    """context.time in µs since the epoch, or None when the request leaves it to the server.
+
+    Raises RequestError when the request carries a time and `accepted` is false.
+    """
     if message.HasField("context") and message.context.HasField("time"):
-        return micros_of(message.context.time)
+        when = micros_of(message.context.time)
+        if not accepted:
+            raise requested_time_refused(format_instant(when))
+        return when
     return None
 
 
@@ -49,7 +72,11 @@ def request_to_dict(message: pb.DecideRequest) -> dict:
         value = getattr(subject, key)
         if value:
             out_subject[key] = value
-    out_resource: dict[str, Any] = {"personal": resource.personal}
+    out_resource: dict[str, Any] = {}
+    if resource.personal:
+        out_resource["personal"] = True
+    if resource.shareable:
+        out_resource["shareable"] = True
     for key in _RESOURCE_TEXT:
         value = getattr(resource, key)
         if value:
@@ -83,7 +110,7 @@ def decision_to_proto(decision: Decision) -> pb.Decision:
     if decision.valid_until is not None:
         out.valid_until.CopyFrom(timestamp_of(decision.valid_until))
     if decision.explanation is not None:
-        out.explanation.CopyFrom(struct_of(decision.explanation))
+        out.explanation.CopyFrom(struct_of(thawed(decision.explanation)))
     return out
 
 

@@ -62,8 +62,9 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
 
     def __init__(self, policy_source: PolicySource,
                  mapping: GatewayMapping | MappingSource | None, *,
-                 clock: Callable[[], int] | None = None):
+                 clock: Callable[[], int] | None = None, accept_request_time: bool = False):
         self._policy_source = policy_source
+        self._accept_request_time = accept_request_time
         # A plain mapping or a callable (so a holder can reload the mapping file too); None
         # when no mapping is configured: every Check is then denied, saying so.
         self._mapping_source = mapping if callable(mapping) else (lambda: mapping)
@@ -98,7 +99,8 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
         policy = self._policy_source()
         try:
             decision = policy.decide(tiergate_request,
-                                     now=self._clock() if self._clock is not None else None)
+                                     now=self._clock() if self._clock is not None else None,
+                                     requested_time=self._accept_request_time)
         except RequestError as error:
             return _request_denied(error, policy.revision)
         if decision.permitted:
@@ -108,9 +110,11 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
 
 def add_ext_authz(server, policy_source: PolicySource,
                   mapping: GatewayMapping | MappingSource | None, *,
-                  clock: Callable[[], int] | None = None) -> ExtAuthzServicer:
+                  clock: Callable[[], int] | None = None,
+                  accept_request_time: bool = False) -> ExtAuthzServicer:
     """Serve envoy.service.auth.v3.Authorization on `server` (a grpc.Server)."""
-    servicer = ExtAuthzServicer(policy_source, mapping, clock=clock)
+    servicer = ExtAuthzServicer(policy_source, mapping, clock=clock,
+                                accept_request_time=accept_request_time)
     external_auth_pb2_grpc.add_AuthorizationServicer_to_server(servicer, server)
     undeclared = []
     try:
@@ -179,7 +183,8 @@ def register(server, holder, config) -> ExtAuthzServicer:
     else:
         log.warning("ext_authz: no gateway mapping (%s/%s); every Check is denied",
                     config.policy_dir, MAPPING_FILE)
-    return add_ext_authz(server, lambda: holder.current.policy, mapping, clock=holder.clock)
+    return add_ext_authz(server, lambda: holder.current.policy, mapping, clock=holder.clock,
+                         accept_request_time=config.accept_request_time)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -72,13 +72,15 @@ def _check_deadline(context: grpc.ServicerContext) -> None:
         raise Deadline()
 
 
-def decide_one(snapshot: Snapshot, message: pb.DecideRequest, clock) -> bytes:
+def decide_one(snapshot: Snapshot, message: pb.DecideRequest, clock, *,
+               accept_request_time: bool = False) -> bytes:
     """One serialized tiergate.v1.Decision from one snapshot.
 
     The cache is used only for requests without a time (and without explain). Raises
-    RequestError for a request that cannot be decided.
+    RequestError for a request that cannot be decided, or that carries a time the server
+    does not accept.
     """
-    when = convert.request_time(message)
+    when = convert.request_time(message, accepted=accept_request_time)
     if when is None:
         now = clock()
         cache = snapshot.cache
@@ -101,9 +103,10 @@ def decide_one(snapshot: Snapshot, message: pb.DecideRequest, clock) -> bytes:
 class AuthorizerService:
     """Answers tiergate.v1.Authorizer calls from whatever snapshot the holder has now."""
 
-    def __init__(self, holder: PolicyHolder):
+    def __init__(self, holder: PolicyHolder, *, accept_request_time: bool = False):
         self.holder = holder
         self.in_flight = InFlight()
+        self.accept_request_time = accept_request_time
 
     def Decide(self, request, context: grpc.ServicerContext) -> bytes:
         if request.__class__ is _Malformed:
@@ -112,7 +115,8 @@ class AuthorizerService:
         with self.in_flight:
             try:
                 _check_deadline(context)
-                return decide_one(self.holder.current, request, self.holder.clock)
+                return decide_one(self.holder.current, request, self.holder.clock,
+                                  accept_request_time=self.accept_request_time)
             except RequestError as error:
                 detail = convert.request_error_to_proto(error)
                 context.set_trailing_metadata(
@@ -131,7 +135,7 @@ class AuthorizerService:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           f"malformed {request.type_name}: {request.problem}")
         snapshot = self.holder.current  # INVARIANT: one policy for the whole batch
-        clock = self.holder.clock
+        clock, accept = self.holder.clock, self.accept_request_time
         results = []
         with self.in_flight:
             try:
@@ -139,7 +143,8 @@ class AuthorizerService:
                     if index % _DEADLINE_CHECK_EVERY == 0:
                         _check_deadline(context)
                     try:
-                        results.append(wire.batch_decision(decide_one(snapshot, item, clock)))
+                        results.append(wire.batch_decision(
+                            decide_one(snapshot, item, clock, accept_request_time=accept)))
                     except RequestError as error:
                         results.append(wire.batch_error(convert.request_error_to_proto(error)))
             except Deadline:
@@ -188,7 +193,7 @@ def _handlers(service: AuthorizerService) -> dict:
 
 def register(server: grpc.Server, holder: PolicyHolder, config) -> AuthorizerService:
     """Add tiergate.v1.Authorizer to `server` (the app.py registration contract)."""
-    service = AuthorizerService(holder)
+    service = AuthorizerService(holder, accept_request_time=config.accept_request_time)
     handlers = _handlers(service)
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))

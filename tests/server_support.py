@@ -69,10 +69,15 @@ def write_atomically(path: Path, text: str) -> None:
 
 @contextlib.contextmanager
 def running_server(policy_dir: Path = POLICIES, **settings):
-    """A started server on 127.0.0.1 (ephemeral port) and a stub connected to it."""
+    """A started server on 127.0.0.1 (ephemeral port) and a stub connected to it.
+
+    A test deployment: it accepts requested times (accept_request_time) unless told otherwise,
+    so that decisions do not depend on today's date.
+    """
     clock = settings.pop("clock", None)
     config = ServeConfig(policy_dir=policy_dir, listen="127.0.0.1:0",
-                         **{"reload_interval": 0, "threads": 4, **settings})
+                         **{"reload_interval": 0, "threads": 4, "accept_request_time": True,
+                            **settings})
     running = start_server(config, **({"clock": clock} if clock else {}))
     channel = grpc.insecure_channel(f"127.0.0.1:{running.port}", options=CLIENT_OPTIONS)
     try:

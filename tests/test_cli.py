@@ -89,12 +89,13 @@ def test_decide_rejects_input_that_is_not_json():
 
 
 @pytest.mark.parametrize("args", [("decide",), ("check",)])
-def test_usage_errors_exit_nonzero(args):
-    assert tiergate(*args).returncode != 0
+def test_usage_errors_exit_1(args):
+    # README: usage errors exit 1 (argparse's own 2 would read as "findings").
+    assert tiergate(*args).returncode == 1
 
 
 @pytest.mark.parametrize("command", ["decide", "lint"])
 def test_bad_now_is_a_usage_error_exit_1(command):
     result = tiergate(command, POLICIES, "--now", "2026-11-22", input=json.dumps(make_request()))
     assert result.returncode == 1
-    assert "argument --now: '2026-11-22' is not an instant: it has no UTC offset" in result.stderr
+    assert "argument --now: '2026-11-22' is not an instant: it is not RFC 3339" in result.stderr

@@ -47,7 +47,7 @@ def test_explain_gives_the_same_decision_as_decide(policy, name):
     explained = policy.decide(NAMED[name], explain=True)
     assert (explained.effect, explained.grant_id, explained.reasons, explained.obligations) == \
         (plain.effect, plain.grant_id, plain.reasons, plain.obligations)
-    assert explained.explanation["effect"] == plain.effect
+    assert explained.to_dict()["explanation"]["effect"] == plain.effect
     assert json.loads(json.dumps(explained.to_dict()))["explanation"]["effect"] == plain.effect
 
 
@@ -56,7 +56,7 @@ def test_explanation_agrees_with_decide_across_many_requests(policy):
     for combo in itertools.product(*VARIATIONS.values()):
         request = make_request(**dict(zip(keys, combo)))
         plain = policy.decide(request)
-        e = policy.decide(request, explain=True).explanation
+        e = policy.decide(request, explain=True).to_dict()["explanation"]
         assert e["effect"] == plain.effect and e["grant_id"] == plain.grant_id, request
         rules = e["rules"]
         reasons = {r.rule_id for r in plain.reasons}
@@ -77,7 +77,7 @@ def test_explanation_agrees_with_decide_across_many_requests(policy):
 
 
 def test_conditions_show_their_values_for_a_known_request(policy):
-    e = policy.decide(make_request(), explain=True).explanation
+    e = policy.decide(make_request(), explain=True).to_dict()["explanation"]
     assert [p["attribute"] for p in e["tree"]["path"]][0] == "resource.tier"
     assert e["tree"]["path"][0]["value"] == "conditional"
     rule = _by_id(e["rules"], "rule_id")["conditional-with-approved-grant"]
@@ -107,7 +107,7 @@ def test_conditions_show_their_values_for_a_known_request(policy):
 
 
 def test_grants_say_why_they_do_not_apply(policy):
-    e = policy.decide(make_request(resource__tier="closed"), explain=True).explanation
+    e = policy.decide(make_request(resource__tier="closed"), explain=True).to_dict()["explanation"]
     assert e["effect"] == "DENY" and e["citations"][0]["rule_id"] == "not-authorised"
     grants = _by_id(e["grants"], "grant_id")
     assert set(grants) == {"fz-2026-017", "fz-2026-031", "fz-2025-009"}  # fzu's grants only
@@ -119,17 +119,17 @@ def test_grants_say_why_they_do_not_apply(policy):
     assert "health_commission" in why["en"] and "health_commission" in why["zh"]
     assert [w["code"] for w in grants["fz-2026-017"]["why_not"]] == ["tier_out_of_scope"]
     expired = _by_id(policy.decide(make_request(resource__catalog_class="family_planning"),
-                                   explain=True).explanation["grants"], "grant_id")["fz-2025-009"]
+                                   explain=True).to_dict()["explanation"]["grants"], "grant_id")["fz-2025-009"]
     assert [w["code"] for w in expired["why_not"]] == ["expired"]
     assert "2026-06-30T00:00:00+08:00" in expired["why_not"][0]["en"]
 
 
 def test_obligations_name_the_rules_that_added_them(policy):
-    e = policy.decide(make_request(), explain=True).explanation
+    e = policy.decide(make_request(), explain=True).to_dict()["explanation"]
     sources = {o["id"]: o["rules"] for o in e["obligations"]}
     assert sources["destroy_on_expiry"] == ["conditional-with-approved-grant"]
     assert sources["audit"] == ["audit-every-operation"]
-    denied = policy.decide(make_request(subject__region="fuzhou"), explain=True).explanation
+    denied = policy.decide(make_request(subject__region="fuzhou"), explain=True).to_dict()["explanation"]
     audit = _by_id(denied["rules"], "rule_id")["audit-every-operation"]
     assert audit["applies"] and audit["obligations_added"] == []
 
@@ -146,7 +146,7 @@ rule pilot-window {
 }
 """
     policy = compile_sources(sources)
-    e = policy.decide(make_request(resource__tier="closed"), explain=True).explanation
+    e = policy.decide(make_request(resource__tier="closed"), explain=True).to_dict()["explanation"]
     rule = _by_id(e["rules"], "rule_id")["pilot-window"]
     texts = [c["text"] for c in rule["conditions"]]
     assert texts == [
@@ -162,7 +162,7 @@ rule pilot-window {
 
 
 def test_text_rendering_speaks_both_languages(policy):
-    e = policy.decide(make_request(subject__region="fuzhou"), explain=True).explanation
+    e = policy.decide(make_request(subject__region="fuzhou"), explain=True).to_dict()["explanation"]
     both = render_explanation(e, "both")
     assert "决策树路径" in both and "Path through the decision tree" in both
     assert "拒绝" in both and "DENY" in both

@@ -41,7 +41,8 @@ def gateway_mapping():
 @pytest.fixture(scope="module")
 def authz(policy):
     server = grpc.server(ThreadPoolExecutor(max_workers=4))
-    add_ext_authz(server, lambda: policy, gateway_mapping())
+    # A what-if deployment: requested times are accepted, so the time header decides.
+    add_ext_authz(server, lambda: policy, gateway_mapping(), accept_request_time=True)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")

@@ -22,7 +22,9 @@ READY = re.compile(r"tiergate: serving tiergate\.v1\.Authorizer(?:, [\w.]+)* on 
 
 
 def _serve(*flags: str) -> subprocess.Popen:
+    # --accept-request-time: the requests carry their times, so answers do not depend on today.
     return subprocess.Popen([sys.executable, "-m", "tiergate.cli.main", "serve", str(POLICIES),
+                             "--accept-request-time",
                              "--listen", "127.0.0.1:0", *flags],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             encoding="utf-8")

@@ -35,18 +35,20 @@ class Subject(_message.Message):
     def __init__(self, id: _Optional[str] = ..., org_id: _Optional[str] = ..., org_type: _Optional[str] = ..., region: _Optional[str] = ..., real_name_verified: _Optional[bool] = ...) -> None: ...
 
 class Resource(_message.Message):
-    __slots__ = ("id", "catalog_class", "tier", "personal", "owner_org_id")
+    __slots__ = ("id", "catalog_class", "tier", "personal", "owner_org_id", "shareable")
     ID_FIELD_NUMBER: _ClassVar[int]
     CATALOG_CLASS_FIELD_NUMBER: _ClassVar[int]
     TIER_FIELD_NUMBER: _ClassVar[int]
     PERSONAL_FIELD_NUMBER: _ClassVar[int]
     OWNER_ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    SHAREABLE_FIELD_NUMBER: _ClassVar[int]
     id: str
     catalog_class: str
     tier: str
     personal: bool
     owner_org_id: str
-    def __init__(self, id: _Optional[str] = ..., catalog_class: _Optional[str] = ..., tier: _Optional[str] = ..., personal: _Optional[bool] = ..., owner_org_id: _Optional[str] = ...) -> None: ...
+    shareable: bool
+    def __init__(self, id: _Optional[str] = ..., catalog_class: _Optional[str] = ..., tier: _Optional[str] = ..., personal: _Optional[bool] = ..., owner_org_id: _Optional[str] = ..., shareable: _Optional[bool] = ...) -> None: ...
 
 class Context(_message.Message):
     __slots__ = ("time", "storage_region", "deidentified", "consent", "security_assessment")
@@ -111,8 +113,26 @@ class Reason(_message.Message):
     grant_id: str
     def __init__(self, rule_id: _Optional[str] = ..., effect: _Optional[_Union[Effect, str]] = ..., citation: _Optional[str] = ..., message: _Optional[str] = ..., message_zh: _Optional[str] = ..., message_en: _Optional[str] = ..., grant_id: _Optional[str] = ...) -> None: ...
 
+class Unmet(_message.Message):
+    __slots__ = ("rule_id", "requirement", "citation", "message_zh", "message_en", "grant_id", "attribute")
+    RULE_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUIREMENT_FIELD_NUMBER: _ClassVar[int]
+    CITATION_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ZH_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_EN_FIELD_NUMBER: _ClassVar[int]
+    GRANT_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTE_FIELD_NUMBER: _ClassVar[int]
+    rule_id: str
+    requirement: str
+    citation: str
+    message_zh: str
+    message_en: str
+    grant_id: str
+    attribute: str
+    def __init__(self, rule_id: _Optional[str] = ..., requirement: _Optional[str] = ..., citation: _Optional[str] = ..., message_zh: _Optional[str] = ..., message_en: _Optional[str] = ..., grant_id: _Optional[str] = ..., attribute: _Optional[str] = ...) -> None: ...
+
 class Decision(_message.Message):
-    __slots__ = ("effect", "grant_id", "obligations", "reasons", "policy_revision", "decision_id", "valid_until", "explanation")
+    __slots__ = ("effect", "grant_id", "obligations", "reasons", "policy_revision", "decision_id", "valid_until", "explanation", "unmet")
     EFFECT_FIELD_NUMBER: _ClassVar[int]
     GRANT_ID_FIELD_NUMBER: _ClassVar[int]
     OBLIGATIONS_FIELD_NUMBER: _ClassVar[int]
@@ -121,6 +141,7 @@ class Decision(_message.Message):
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     VALID_UNTIL_FIELD_NUMBER: _ClassVar[int]
     EXPLANATION_FIELD_NUMBER: _ClassVar[int]
+    UNMET_FIELD_NUMBER: _ClassVar[int]
     effect: Effect
     grant_id: str
     obligations: _containers.RepeatedCompositeFieldContainer[Obligation]
@@ -129,7 +150,8 @@ class Decision(_message.Message):
     decision_id: str
     valid_until: _timestamp_pb2.Timestamp
     explanation: _struct_pb2.Struct
-    def __init__(self, effect: _Optional[_Union[Effect, str]] = ..., grant_id: _Optional[str] = ..., obligations: _Optional[_Iterable[_Union[Obligation, _Mapping]]] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., policy_revision: _Optional[str] = ..., decision_id: _Optional[str] = ..., valid_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., explanation: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    unmet: _containers.RepeatedCompositeFieldContainer[Unmet]
+    def __init__(self, effect: _Optional[_Union[Effect, str]] = ..., grant_id: _Optional[str] = ..., obligations: _Optional[_Iterable[_Union[Obligation, _Mapping]]] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., policy_revision: _Optional[str] = ..., decision_id: _Optional[str] = ..., valid_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., explanation: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., unmet: _Optional[_Iterable[_Union[Unmet, _Mapping]]] = ...) -> None: ...
 
 class RequestError(_message.Message):
     __slots__ = ("message", "problems")
