@@ -6,6 +6,7 @@
     decision.effect        # "PERMIT" or "DENY"
     decision.obligations   # what the gateway must do with a permitted request
     decision.reasons       # every rule that decided, with its article and zh/en message
+    decision.unmet         # for a default deny: the closest permit rules and what they missed
 
 Loading is all or nothing: a policy set with any error raises `DiagnosticError` listing every
 problem (file:line:col, message, help). A bad request raises `RequestError` naming the
@@ -14,12 +15,12 @@ attribute, the value and the allowed values; it is never answered with a decisio
 
 from tiergate.grammar.diagnostics import Diagnostic, DiagnosticError
 
-from .decision import DENY, PERMIT, Decision, Obligation, Reason
+from .decision import DENY, PERMIT, Decision, Obligation, Reason, Unmet
 from .load import compile_sources, load_policy_set
 from .policy import PolicySet
 from .request import RequestError
 
 __all__ = [
     "load_policy_set", "compile_sources", "PolicySet", "Decision", "Obligation", "Reason",
-    "PERMIT", "DENY", "RequestError", "DiagnosticError", "Diagnostic",
+    "Unmet", "PERMIT", "DENY", "RequestError", "DiagnosticError", "Diagnostic",
 ]

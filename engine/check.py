@@ -17,11 +17,15 @@ from .catalog import check_catalog, check_grant_datasets
 from .conditions import ConditionChecker
 from .normalize import TooComplex, to_conjuncts
 from .schema import OBLIGATION_PARAMETER_TYPES, VOCABULARIES
+from .whynot import GRANT_REQUIREMENTS
 from .timeutil import parse_instant
 
 _GRANT_CLAUSES = ("grantee", "tier", "catalog", "dataset", "purpose", "action", "approved_by",
                   "agreement", "expires")
 _GRANT_REQUIRED = tuple(c for c in _GRANT_CLAUSES if c != "dataset")
+# Request attributes an obligation parameter may take, with the parameter type each fills.
+_REQUEST_PARAMETER_KINDS = {"subject.id": "text", "subject.org_id": "text", "resource.id": "text",
+                            "resource.owner_org_id": "text", "context.time": "time"}
 _GRANT_VOCABULARY = {"tier": "resource.tier", "catalog": "resource.catalog_class",
                      "purpose": "purpose", "action": "action", "approved_by": "approver"}
 
@@ -61,8 +65,28 @@ class _Checker:
                                 [d for d in declarations if isinstance(d, ast.CatalogSettings)],
                                 catalog_data, vocabularies, self.error)
         check_grant_datasets(grants, catalog, self.error)
+        citations = self.unmet_citations(
+            [d for d in declarations if isinstance(d, ast.UnmetCitations)])
         return model.CheckedPolicy(vocabularies, obligations, tuple(rules), tuple(grants),
-                                   catalog)
+                                   catalog, citations)
+
+    def unmet_citations(self, blocks: list[ast.UnmetCitations]) -> dict[str, str]:
+        citations: dict[str, str] = {}
+        for entry in (e for block in blocks for e in block.entries):
+            if entry.requirement not in GRANT_REQUIREMENTS:
+                self.error("TG248", f"'{entry.requirement}' is not a grant requirement a denial "
+                           "can cite for", entry.span,
+                           did_you_mean(entry.requirement, GRANT_REQUIREMENTS)
+                           or "requirements: " + ", ".join(GRANT_REQUIREMENTS))
+            elif entry.requirement in citations:
+                self.error("TG248", f"'{entry.requirement}' is given a citation twice",
+                           entry.span, "keep one")
+            elif not entry.citation.value.strip():
+                self.error("TG248", f"the citation for '{entry.requirement}' is empty",
+                           entry.citation.span, 'e.g. grant_expired "福州办法 第二十九条"')
+            else:
+                citations[entry.requirement] = entry.citation.value
+        return citations
 
     # ---- vocabulary ---------------------------------------------------------------------
 
@@ -210,7 +234,7 @@ class _Checker:
             return None
         declared = dict(kind.parameters)
         given: dict[str, object] = {}
-        from_grant = []
+        from_grant, from_request = [], []
         ok = True
         for argument in ref.arguments:
             expected = declared.get(argument.name)
@@ -223,8 +247,8 @@ class _Checker:
             if value is None:
                 ok = False
                 continue
-            if isinstance(value, str) and value.startswith("grant."):
-                from_grant.append(argument.name)
+            if isinstance(argument.value, ast.AttributeRef):
+                (from_grant if value.startswith("grant.") else from_request).append(argument.name)
             given[argument.name] = value
         for name in declared:
             if name not in given and ok:
@@ -233,15 +257,24 @@ class _Checker:
                 ok = False
         if not ok:
             return None
-        return model.ObligationTemplate(ref.name, tuple(given.items()), tuple(from_grant))
+        return model.ObligationTemplate(ref.name, tuple(given.items()), tuple(from_grant),
+                                        tuple(from_request))
 
     def obligation_argument(self, argument: ast.Argument, expected: str, needs_grant: bool,
                             rule_id: str):
         value = argument.value
+        if isinstance(value, ast.AttributeRef) and value.path in _REQUEST_PARAMETER_KINDS:
+            if _REQUEST_PARAMETER_KINDS[value.path] != expected:
+                self.error("TG225", f"parameter '{argument.name}' takes a {expected}; "
+                           f"{value.path} is not one", value.span, owner=rule_id)
+                return None
+            return value.path
         if isinstance(value, ast.AttributeRef):
             if not value.path.startswith("grant."):
-                self.error("TG225", "an obligation parameter can take a literal or a grant "
-                           f"attribute, not {value.path}", value.span, owner=rule_id)
+                self.error("TG225", "an obligation parameter can take a literal, a grant "
+                           f"attribute or a request text or time, not {value.path}", value.span,
+                           "request attributes: " + ", ".join(_REQUEST_PARAMETER_KINDS),
+                           rule_id)
                 return None
             if not needs_grant:
                 self.error("TG225", f"{value.path} is used, but rule {rule_id} does not require a "

@@ -79,6 +79,35 @@ class Reason:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class Unmet:
+    """A permit rule that came close to permitting a denied request, and what it missed.
+
+    `requirement` says what kind of thing was missing: "attribute" (a request attribute would
+    have to differ), "grant_missing", "grant_expired", "grant_scope" (a grant exists, but not
+    for this purpose, action or dataset), "grant_approval" (the grant lacks an approval the
+    rule requires) or "condition" (another test of the rule).
+    """
+
+    rule_id: str
+    requirement: str
+    citation: str
+    message_zh: str
+    message_en: str
+    grant_id: str | None = None
+    attribute: str | None = None
+
+    def to_dict(self) -> dict:
+        out = {"rule_id": self.rule_id, "requirement": self.requirement,
+               "citation": self.citation, "message_zh": self.message_zh,
+               "message_en": self.message_en}
+        if self.grant_id is not None:
+            out["grant_id"] = self.grant_id
+        if self.attribute is not None:
+            out["attribute"] = self.attribute
+        return out
+
+
 DEFAULT_DENY = Reason(
     "default-deny", DENY, "",
     "没有适用的许可规则，默认拒绝",
@@ -91,6 +120,8 @@ class Decision:
 
     `valid_until` (µs since the epoch, or None for never) is the first instant at which the same
     request, asked without `context.time`, could be decided differently: caches use it.
+    `unmet` is set on a DENY no deny rule decided: the permit rules that came closest, each
+    with the first requirement the request did not meet.
     """
 
     effect: str
@@ -101,6 +132,7 @@ class Decision:
     decision_id: str
     valid_until: int | None = None
     explanation: Mapping[str, Any] | None = None
+    unmet: tuple[Unmet, ...] = ()
 
     @property
     def permitted(self) -> bool:
@@ -115,6 +147,8 @@ class Decision:
             "policy_revision": self.policy_revision,
             "decision_id": self.decision_id,
         }
+        if self.unmet:
+            out["unmet"] = [u.to_dict() for u in self.unmet]
         if self.explanation is not None:
             out["explanation"] = thawed(self.explanation)
         return out

@@ -148,11 +148,12 @@ class Conjunct:
 
 @dataclass(frozen=True, slots=True)
 class ObligationTemplate:
-    """An obligation as a rule states it; parameters are literals or grant attributes."""
+    """An obligation as a rule states it; parameters are literals, grant or request attributes."""
 
     id: str
-    parameters: tuple[tuple[str, str | int], ...]  # value: text, or "grant.<attr>"
+    parameters: tuple[tuple[str, str | int], ...]  # value: text, "grant.<attr>" or a request path
     from_grant: tuple[str, ...] = ()  # parameter names whose value is a grant attribute
+    from_request: tuple[str, ...] = ()  # parameter names whose value is a request attribute
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +249,9 @@ class CheckedPolicy:
     rules: tuple[Rule, ...]
     grants: tuple[Grant, ...]
     catalog: Catalog = NO_CATALOG
+    # The articles a default deny cites when a grant was missing, expired, out of scope or
+    # lacked an approval (`unmet { grant_expired "福州办法 第二十九条" … }`).
+    unmet_citations: dict[str, str] = field(default_factory=dict, hash=False)
 
     def domain(self, attribute: str) -> frozenset:
         """The finite set of values an indexed (enumerated or boolean) attribute can take."""

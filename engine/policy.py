@@ -11,7 +11,8 @@ from . import model
 from .compile import Branch, CompiledTree, GrantIndex, Leaf, build_grant_index, build_tree, time_literals
 from .decision import DEFAULT_DENY, DENY, PERMIT, Decision, Obligation, Reason
 from .request import SLOT, TIME_SLOT, RequestReader, requested_time_refused
-from .timeutil import now_micros
+from .timeutil import format_instant, now_micros
+from .whynot import WhyNot
 
 _ORG, _TIER, _CLASS = SLOT["subject.org_id"], SLOT["resource.tier"], SLOT["resource.catalog_class"]
 _DATASET, _PURPOSE, _ACTION = SLOT["resource.id"], SLOT["purpose"], SLOT["action"]
@@ -48,15 +49,18 @@ class _RuleOutput:
     dictionary update per obligation.
     """
 
-    __slots__ = ("reason", "keyed", "templates", "decides", "_by_grant")
+    __slots__ = ("reason", "keyed", "templates", "per_request", "decides", "_by_grant")
 
     def __init__(self, rule: model.Rule):
         effect = PERMIT if rule.effect == "permit" else DENY
         self.reason = Reason(rule.id, effect, rule.citation, rule.message_zh, rule.message_en)
-        self.templates = rule.obligations
+        self.templates = tuple(t for t in rule.obligations if not t.from_request)
+        # Obligations whose parameters read the request (cite_source(obtained: context.time)):
+        # made per decision, after the prepared parts are merged.
+        self.per_request = tuple(t for t in rule.obligations if t.from_request)
         # None: the obligations take parameters from the bound grant (none without a grant).
-        self.keyed = (_keyed(tuple(Obligation(t.id, dict(t.parameters)) for t in rule.obligations))
-                      if not any(t.from_grant for t in rule.obligations) else None)
+        self.keyed = (_keyed(tuple(Obligation(t.id, dict(t.parameters)) for t in self.templates))
+                      if not any(t.from_grant for t in self.templates) else None)
         self.decides = rule.effect != "obligation"  # `on permit` rules give no reason
         # PERF: grant id -> (reason, keyed obligations); bounded by the policy's grants.
         self._by_grant: dict[str, tuple[Reason, tuple]] = {}
@@ -80,10 +84,31 @@ class _RuleOutput:
             params = {}
             for name, value in template.parameters:
                 if name in template.from_grant:
-                    value = grant.expires_text if value == "grant.expires" else grant.attribute(value)
+                    value = _grant_parameter(grant, value)
                 params[name] = value
             obligations.append(Obligation(template.id, params))
         return reason, _keyed(tuple(obligations))
+
+
+def _grant_parameter(grant: model.Grant, path: str) -> str:
+    return grant.expires_text if path == "grant.expires" else grant.attribute(path)
+
+
+def _request_obligation(template: model.ObligationTemplate, values: list,
+                        grant: model.Grant | None) -> Obligation:
+    """An obligation whose parameters read the request (and perhaps the bound grant)."""
+    params = {}
+    for name, value in template.parameters:
+        if name in template.from_request:
+            value = values[SLOT[value]]
+            if value is None:
+                continue  # an absent text gives no parameter rather than an empty one
+            if isinstance(value, int):  # context.time: to the second, as a date obtained is
+                value = format_instant(value - value % 1_000_000)
+        elif name in template.from_grant:
+            value = _grant_parameter(grant, value)
+        params[name] = value
+    return Obligation(template.id, params)
 
 
 # How many distinct (rules, grants) outcomes a policy set remembers; past it, outcomes are
@@ -115,6 +140,7 @@ class PolicySet:
         else:
             self._default_reasons, self._default_obligations = (DEFAULT_DENY,), ()
         self._merged_outputs: dict[tuple, tuple] = {}
+        self._why_not = WhyNot(checked, self.grant_index, checked.unmet_citations)
 
     @property
     def rules(self) -> tuple[model.Rule, ...]:
@@ -186,9 +212,7 @@ class PolicySet:
         denies = [(c.rule.id, None) for c in node.denies
                   if c.checks is None or c.applies(values, None)]
         if denies:
-            reasons, obligations, grant_id = self._merged(tuple(denies))
-            return Decision(DENY, grant_id, obligations, reasons, self.revision, _ids.next(),
-                            self.stable_until(values))
+            return self._decision(DENY, tuple(denies), values)
         permits = []
         grants = None
         for candidate in node.permits:
@@ -205,14 +229,32 @@ class PolicySet:
             for c in node.obligers:
                 if c.checks is None or c.applies(values, None):
                     permits.append((c.rule.id, None))
-            reasons, obligations, grant_id = self._merged(tuple(permits))
-            return Decision(PERMIT, grant_id, obligations, reasons, self.revision, _ids.next(),
-                            self.stable_until(values))
+            return self._decision(PERMIT, tuple(permits), values)
         return Decision(DENY, None, self._default_obligations, self._default_reasons,
-                        self.revision, _ids.next(), self.stable_until(values))
+                        self.revision, _ids.next(), self.stable_until(values),
+                        unmet=self._why_not.unmet(node.permits, values))
 
-    def _merged(self, deciding: tuple) -> tuple[tuple[Reason, ...], tuple[Obligation, ...], str | None]:
-        """Reasons, obligations (first of each id and parameters) and grant of the deciding rules.
+    def _decision(self, effect: str, deciding: tuple, values: list) -> Decision:
+        reasons, obligations, grant_id, per_request = self._merged(deciding)
+        valid_until = self.stable_until(values)
+        if per_request:
+            made = {(o.id, tuple(o.params.items())): o for o in obligations}
+            for template, grant in per_request:
+                obligation = _request_obligation(template, values, grant)
+                made.setdefault((obligation.id, tuple(obligation.params.items())), obligation)
+                if any(value == "context.time" for _, value in template.parameters):
+                    # The parameter shows the second decided at: the same answer is good until
+                    # the next one (caches follow valid_until).
+                    next_second = values[TIME_SLOT] - values[TIME_SLOT] % 1_000_000 + 1_000_000
+                    valid_until = next_second if valid_until is None else min(valid_until, next_second)
+            obligations = tuple(made.values())
+        return Decision(effect, grant_id, obligations, reasons, self.revision, _ids.next(),
+                        valid_until)
+
+    def _merged(self, deciding: tuple) -> tuple[tuple[Reason, ...], tuple[Obligation, ...],
+                                                str | None, tuple]:
+        """Reasons, obligations (first of each id and parameters) and grant of the deciding rules,
+        and the (template, grant) of every obligation to be made per request.
 
         `deciding` is ((rule id, bound grant or None), …) in rule order, obligation rules last.
         """
@@ -225,9 +267,11 @@ class PolicySet:
         reasons = []
         obligations: dict = {}
         grant_id = None
+        per_request = []
         for rule_id, grant in deciding:
             output = self._outputs[rule_id]
             reason, keyed = output.with_grant(grant)
+            per_request.extend((template, grant) for template in output.per_request)
             if output.decides:
                 reasons.append(reason)
             for obligation_key, obligation in keyed:
@@ -236,7 +280,7 @@ class PolicySet:
                     obligations[obligation_key] = obligation
             if grant is not None and grant_id is None:
                 grant_id = grant.id
-        found = (tuple(reasons), tuple(obligations.values()), grant_id)
+        found = (tuple(reasons), tuple(obligations.values()), grant_id, tuple(per_request))
         if len(self._merged_outputs) < _MERGED_LIMIT:
             self._merged_outputs[key] = found
         return found

@@ -239,7 +239,24 @@ class CatalogSettings:
     span: Span = _span()
 
 
-Declaration = Union[Vocabulary, Rule, Grant, Dataset, CatalogSettings]
+@dataclass(frozen=True, slots=True)
+class UnmetCitation:
+    """`grant_expired "福州办法 第二十九条"` inside an `unmet { … }` block."""
+
+    requirement: str
+    citation: Text
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class UnmetCitations:
+    """`unmet { … }`: the article a default deny cites for each kind of grant requirement."""
+
+    entries: tuple[UnmetCitation, ...]
+    span: Span = _span()
+
+
+Declaration = Union[Vocabulary, Rule, Grant, Dataset, CatalogSettings, UnmetCitations]
 
 
 @dataclass(frozen=True, slots=True)

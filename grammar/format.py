@@ -205,6 +205,8 @@ class _Formatter:
                     self.clauses(f"dataset {declaration.id}", declaration, DATASET_ORDER)
                 case ast.CatalogSettings():
                     self.clauses("catalog", declaration, ())
+                case ast.UnmetCitations():
+                    self.unmet_citations(declaration)
         tail = self.place_comments()
         return self.emit(tail)
 
@@ -268,6 +270,13 @@ class _Formatter:
 
     def grant(self, grant: ast.Grant) -> None:
         self.clauses(f"grant {grant.id}", grant, GRANT_ORDER)
+
+    def unmet_citations(self, block: ast.UnmetCitations) -> None:
+        self.open("unmet", block)
+        width = max((len(e.requirement) for e in block.entries), default=0) + 2
+        for entry in block.entries:
+            self.clause(entry.requirement.ljust(width) + quote(entry.citation.value), _start(entry))
+        self.close(block)
 
     def clauses(self, header: str, declaration, order: tuple[str, ...]) -> None:
         """A block of `keyword values` lines (grants, datasets, catalog settings), aligned."""

@@ -231,6 +231,13 @@ class _ToAst(Transformer):
     def catalog_settings(self, meta, children):
         return ast.CatalogSettings(tuple(children), self._span(meta))
 
+    def unmet_citation(self, meta, children):
+        requirement, text = children
+        return ast.UnmetCitation(str(requirement), self._as_text(text), self._span(meta))
+
+    def unmet_citations(self, meta, children):
+        return ast.UnmetCitations(tuple(children), self._span(meta))
+
     def start(self, meta, children):
         return tuple(children)
 

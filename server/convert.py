@@ -99,19 +99,27 @@ def decision_to_proto(decision: Decision) -> pb.Decision:
     out = pb.Decision(
         effect=EFFECTS[decision.effect],
         grant_id=decision.grant_id or "",
-        obligations=[pb.Obligation(id=o.id, params=o.params) for o in decision.obligations],
+        obligations=[pb.Obligation(id=o.id, params=dict(o.params)) for o in decision.obligations],
         reasons=[pb.Reason(rule_id=r.rule_id, effect=EFFECTS[r.effect], citation=r.citation,
                            message=r.message, message_zh=r.message_zh, message_en=r.message_en,
                            grant_id=r.grant_id or "")
                  for r in decision.reasons],
         policy_revision=decision.policy_revision,
         decision_id=decision.decision_id,
+        unmet=[unmet_to_proto(u) for u in decision.unmet],
     )
     if decision.valid_until is not None:
         out.valid_until.CopyFrom(timestamp_of(decision.valid_until))
     if decision.explanation is not None:
         out.explanation.CopyFrom(struct_of(thawed(decision.explanation)))
     return out
+
+
+def unmet_to_proto(unmet) -> pb.Unmet:
+    return pb.Unmet(rule_id=unmet.rule_id, requirement=unmet.requirement,
+                    citation=unmet.citation, message_zh=unmet.message_zh,
+                    message_en=unmet.message_en, grant_id=unmet.grant_id or "",
+                    attribute=unmet.attribute or "")
 
 
 def struct_of(value: Any) -> struct_pb2.Struct:

@@ -239,6 +239,8 @@ def _decision_denied(decision: Decision) -> external_auth_pb2.CheckResponse:
             "policy_revision": decision.policy_revision,
             "reasons": [{"rule_id": r.rule_id, "citation": r.citation, "message_zh": r.message_zh,
                          "message_en": r.message_en} for r in decision.reasons]}
+    if decision.unmet:  # a default deny: what the closest permit rules missed
+        body["unmet"] = [u.to_dict() for u in decision.unmet]
     return _denied(code_pb2.PERMISSION_DENIED, http_status_pb2.Forbidden, body,
                    decision.decision_id, decision.policy_revision)
 

@@ -48,6 +48,7 @@ class _Memo(dict):
 
 _reasons = _Memo()
 _obligations = _Memo()
+_unmet = _Memo()
 _texts = _Memo()  # (field number, text) -> field bytes: revisions, grant ids
 _instants = _Memo()
 
@@ -67,9 +68,17 @@ def _obligation(obligation) -> bytes:
     key = (obligation.id, tuple(obligation.params.items()))
     encoded = _obligations.get(key)
     if encoded is None:
-        message = pb.Obligation(id=obligation.id, params=obligation.params)
+        message = pb.Obligation(id=obligation.id, params=dict(obligation.params))
         encoded = _obligations.remember(
             key, length_delimited(3, message.SerializeToString(deterministic=True)))
+    return encoded
+
+
+def _unmet_part(unmet) -> bytes:
+    encoded = _unmet.get(unmet)
+    if encoded is None:
+        encoded = _unmet.remember(
+            unmet, length_delimited(9, convert.unmet_to_proto(unmet).SerializeToString()))
     return encoded
 
 
@@ -100,6 +109,8 @@ def decision_without_id(decision: Decision) -> bytes:
     parts.append(_text(5, decision.policy_revision))
     if decision.valid_until is not None:
         parts.append(_valid_until(decision.valid_until))
+    for unmet in decision.unmet:
+        parts.append(_unmet_part(unmet))
     return b"".join(parts)
 
 
