@@ -31,13 +31,17 @@ def run(args) -> int:
         "deny_rules": effects["deny"],
         "obligation_rules": effects["obligation"],
         "grants": len(policy.grants),
+        "datasets": len(policy.catalog.datasets),
+        "uncatalogued": policy.catalog.uncatalogued,
         "tree_nodes": policy.tree.node_count,
     }
     if args.format == "json":
         print(json.dumps(summary, ensure_ascii=False, indent=2))
     else:
         print(f"ok: {summary['rules']} rules ({effects['permit']} permit, {effects['deny']} deny, "
-              f"{effects['obligation']} obligation), {summary['grants']} grants "
+              f"{effects['obligation']} obligation), {summary['grants']} grants, "
+              f"{summary['datasets']} catalogued datasets (an uncatalogued one is "
+              f"{'refused' if policy.catalog.uncatalogued == 'refuse' else 'decided as stated'}) "
               f"in {summary['files']} files")
         print(f"revision: {policy.revision}")
     return 0

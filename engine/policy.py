@@ -154,6 +154,10 @@ class PolicySet:
     def vocabularies(self) -> Mapping[str, model.Vocabulary]:
         return self.checked.vocabularies
 
+    @property
+    def catalog(self) -> model.Catalog:
+        return self.checked.catalog
+
     def read_request(self, request: Mapping[str, Any]) -> list:
         """Validated request values by slot; raises RequestError naming each bad attribute."""
         return self._reader.read(request)
@@ -238,25 +242,35 @@ class PolicySet:
         reasons, obligations, grant_id, per_request = self._merged(deciding)
         valid_until = self.stable_until(values)
         if per_request:
-            made = {(o.id, tuple(o.params.items())): o for o in obligations}
-            for template, grant in per_request:
-                obligation = _request_obligation(template, values, grant)
-                made.setdefault((obligation.id, tuple(obligation.params.items())), obligation)
-                if any(value == "context.time" for _, value in template.parameters):
-                    # The parameter shows the second decided at: the same answer is good until
-                    # the next one (caches follow valid_until).
-                    next_second = values[TIME_SLOT] - values[TIME_SLOT] % 1_000_000 + 1_000_000
-                    valid_until = next_second if valid_until is None else min(valid_until, next_second)
-            obligations = tuple(made.values())
+            obligations, valid_until = self._made_per_request(obligations, values, valid_until)
         return Decision(effect, grant_id, obligations, reasons, self.revision, _ids.next(),
                         valid_until)
 
-    def _merged(self, deciding: tuple) -> tuple[tuple[Reason, ...], tuple[Obligation, ...],
-                                                str | None, tuple]:
+    @staticmethod
+    def _made_per_request(merged: tuple, values: list, valid_until: int | None):
+        """`merged` with each (template, grant) placeholder made into its obligation."""
+        made: dict = {}
+        for item in merged:
+            if item.__class__ is tuple:
+                template, grant = item
+                item = _request_obligation(template, values, grant)
+                if any(value == "context.time" for _, value in template.parameters):
+                    # The parameter shows the second decided at: the same answer is good until
+                    # the next one (caches follow valid_until).
+                    now = values[TIME_SLOT]
+                    next_second = now - now % 1_000_000 + 1_000_000
+                    valid_until = next_second if valid_until is None else min(valid_until,
+                                                                              next_second)
+            made.setdefault((item.id, tuple(item.params.items())), item)
+        return tuple(made.values()), valid_until
+
+    def _merged(self, deciding: tuple) -> tuple[tuple[Reason, ...], tuple, str | None, bool]:
         """Reasons, obligations (first of each id and parameters) and grant of the deciding rules,
-        and the (template, grant) of every obligation to be made per request.
+        and whether some obligation is still to be made from the request.
 
         `deciding` is ((rule id, bound grant or None), …) in rule order, obligation rules last.
+        An obligation whose parameters read the request stands as a (template, grant) pair in
+        its place among the obligations; `_made_per_request` makes it.
         """
         # PERF: the same few combinations of rules decide most requests; remember their output.
         key = tuple((rule_id, grant.id if grant is not None else None)
@@ -267,20 +281,21 @@ class PolicySet:
         reasons = []
         obligations: dict = {}
         grant_id = None
-        per_request = []
         for rule_id, grant in deciding:
             output = self._outputs[rule_id]
             reason, keyed = output.with_grant(grant)
-            per_request.extend((template, grant) for template in output.per_request)
             if output.decides:
                 reasons.append(reason)
             for obligation_key, obligation in keyed:
                 # Equal obligations from several rules: keep the first.
                 if obligation_key not in obligations:
                     obligations[obligation_key] = obligation
+            for template in output.per_request:
+                obligations[(rule_id, template.id, "per request")] = (template, grant)
             if grant is not None and grant_id is None:
                 grant_id = grant.id
-        found = (tuple(reasons), tuple(obligations.values()), grant_id, tuple(per_request))
+        per_request = any(o.__class__ is tuple for o in obligations.values())
+        found = (tuple(reasons), tuple(obligations.values()), grant_id, per_request)
         if len(self._merged_outputs) < _MERGED_LIMIT:
             self._merged_outputs[key] = found
         return found

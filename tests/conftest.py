@@ -7,11 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from tiergate.engine import load_policy_set
+from tiergate.engine import compile_sources, load_policy_set
+from tiergate.engine.load import read_policy_sources, revision_of
 from tiergate.engine.timeutil import parse_instant
 
 REPO = Path(__file__).resolve().parent.parent
 POLICIES = REPO / "policies"
+# A dataset id the shipped catalog does not list: requests that vary a dataset's attributes
+# name it, and the `policy` fixture decides such requests on the attributes they state.
+UNCATALOGUED = "ds-uncatalogued"
+_CATALOGUED_KEYS = ("catalog_class", "tier", "personal", "owner_org_id", "shareable")
 
 BASE_REQUEST = {
     "subject": {"id": "u-1042", "org_id": "fzu", "org_type": "university",
@@ -29,9 +34,13 @@ def make_request(**changes) -> dict:
     """The contract's example request with some attributes changed.
 
     Keys are attribute paths with `__` for the dot: make_request(resource__tier="open",
-    action="copy"). A value of None removes the attribute.
+    action="copy"). A value of None removes the attribute. Changing a dataset attribute the
+    catalog states (tier, catalog class, personal, owner, shareable) without naming a dataset
+    names an uncatalogued one instead of contradicting the catalog's ds-cardio-2025.
     """
     request = copy.deepcopy(BASE_REQUEST)
+    if "resource__id" not in changes and any(f"resource__{k}" in changes for k in _CATALOGUED_KEYS):
+        request["resource"]["id"] = UNCATALOGUED
     for key, value in changes.items():
         parts = key.split("__")
         target = request
@@ -48,7 +57,25 @@ def instant(text: str) -> int:
     return parse_instant(text)
 
 
+def as_stated_sources(directory: Path = POLICIES) -> dict[str, str]:
+    """The shipped policy texts, deciding uncatalogued datasets on their stated attributes."""
+    sources = read_policy_sources(directory)
+    name = str(directory / "catalog.policy")
+    assert "uncatalogued refuse" in sources[name]
+    sources[name] = sources[name].replace("uncatalogued refuse", "uncatalogued as_stated")
+    return sources
+
+
 @pytest.fixture(scope="session")
 def policy():
-    """The shipped reference policy set, loaded once."""
+    """The shipped rules, grants and catalog, loaded once — deciding a dataset the catalog does
+    not list on the attributes the request states, so that tests can vary them (make_request).
+    Catalogued datasets are decided on the catalog's attributes as always."""
+    sources = as_stated_sources()
+    return compile_sources(sources, revision=revision_of(sources, POLICIES))
+
+
+@pytest.fixture(scope="session")
+def shipped_policy():
+    """The shipped reference policy set exactly as it is on disk."""
     return load_policy_set(POLICIES)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from tiergate.engine import model
+from tiergate.engine import RequestError, model
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -18,6 +18,47 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 def _micros(text: str) -> int:
     delta = datetime.fromisoformat(text) - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+_CATALOGUED = ("catalog_class", "tier", "personal", "owner_org_id", "shareable")
+
+
+def _without_empty_texts(request: dict) -> dict:
+    """language.md: an empty text is the same as an absent attribute."""
+    out = {}
+    for key, value in request.items():
+        if isinstance(value, dict):
+            out[key] = {k: v for k, v in value.items() if v != ""}
+        elif value != "":
+            out[key] = value
+    return out
+
+
+def settle(policy: model.CheckedPolicy, request: dict) -> tuple[dict, list[str]]:
+    """The request as decided, and the attributes it must be refused for (catalog, subject.id).
+
+    Written from the language reference: for a dataset the catalog lists, the catalog's
+    attributes are decided on and a request stating others is refused; an unlisted dataset is
+    refused when the catalog says `uncatalogued refuse` (the default once datasets exist).
+    """
+    request = _without_empty_texts(request)
+    if not request.get("subject", {}).get("id"):
+        return request, ["subject.id"]  # the catalog is asked about well-formed requests only
+    errors = []
+    catalog = policy.catalog
+    if catalog.datasets or catalog.uncatalogued == "refuse":
+        resource = dict(request.get("resource", {}))
+        dataset = catalog.datasets.get(resource.get("id"))
+        if dataset is not None:
+            for key in _CATALOGUED:
+                listed = getattr(dataset, key)
+                if key in resource and resource[key] != listed:
+                    errors.append(f"resource.{key}")
+                resource[key] = listed
+        elif catalog.uncatalogued == "refuse":
+            errors.append("resource.id")
+        request["resource"] = resource
+    return request, errors
 
 
 class _Request:
@@ -33,11 +74,19 @@ class _Request:
             return self.request.get(path)
         section, key = path.split(".", 1)
         value = self.request.get(section, {}).get(key)
-        booleans = {"subject.real_name_verified", "resource.personal", "context.deidentified",
-                    "context.consent", "context.security_assessment"}
+        booleans = {"subject.real_name_verified", "resource.personal", "resource.shareable",
+                    "context.deidentified", "context.consent", "context.security_assessment"}
         if value is None and path in booleans:
             return False
         return value
+
+
+def decide_or_error(policy, request: dict, **options):
+    """The engine's decision, or the RequestError it raised (for `summarise`)."""
+    try:
+        return policy.decide(request, **options)
+    except RequestError as error:
+        return error
 
 
 def _operand(operand, request: _Request, grant):
@@ -82,27 +131,38 @@ def _grant_applies(grant: model.Grant, request: _Request) -> bool:
             and request.get("action") in grant.actions)
 
 
-def _obligations(rule: model.Rule, grant: model.Grant | None) -> list[tuple]:
+def _obligations(rule: model.Rule, grant: model.Grant | None, request: _Request) -> list[tuple]:
     out = []
     for template in rule.obligations:
         params = []
         for name, value in template.parameters:
             if name in template.from_grant:
                 value = grant.expires_text if value == "grant.expires" else grant.attribute(value)
+            elif name in template.from_request:
+                value = request.get(value)
+                if value is None:
+                    continue  # an absent text gives no parameter
+                if isinstance(value, int):  # context.time, to the second, in UTC
+                    value = datetime.fromtimestamp(value // 1_000_000, timezone.utc).strftime(
+                        "%Y-%m-%dT%H:%M:%SZ")
             params.append((name, value))
         out.append((template.id, tuple(params)))
     return out
 
 
 def reference_decide(policy: model.CheckedPolicy, request: dict, now: int) -> dict:
-    """{effect, grant_id, rules: [rule ids in order], obligations: [(id, params)]}."""
+    """{effect, grant_id, rules: [rule ids in order], obligations: [(id, params)]}, or
+    {error: [attributes]} for a request that must be refused."""
+    request, errors = settle(policy, request)
+    if errors:
+        return {"error": sorted(errors)}
     req = _Request(request, now)
     grants = sorted((g for g in policy.grants if _grant_applies(g, req)),
                     key=lambda g: (-g.expires, g.id))
     rules = [r for r in policy.rules if not r.fallback]
     denies = [r for r in rules if r.effect == "deny" and holds(r.condition, req, None)]
     if denies:
-        obligations = [o for r in denies for o in _obligations(r, None)]
+        obligations = [o for r in denies for o in _obligations(r, None, req)]
         return _result("DENY", None, [(r, None) for r in denies], obligations)
     permits = []
     for rule in (r for r in rules if r.effect == "permit"):
@@ -116,13 +176,13 @@ def reference_decide(policy: model.CheckedPolicy, request: dict, now: int) -> di
                 break
     if permits:
         obligers = [r for r in rules if r.effect == "obligation" and holds(r.condition, req, None)]
-        obligations = [o for r, g in permits for o in _obligations(r, g)]
-        obligations += [o for r in obligers for o in _obligations(r, None)]
+        obligations = [o for r, g in permits for o in _obligations(r, g, req)]
+        obligations += [o for r in obligers for o in _obligations(r, None, req)]
         grant_id = next((g.id for _, g in permits if g is not None), None)
         return _result("PERMIT", grant_id, permits, obligations)
     fallback = [r for r in policy.rules if r.fallback]
     return _result("DENY", None, [(r, None) for r in fallback],
-                   [o for r in fallback for o in _obligations(r, None)],
+                   [o for r in fallback for o in _obligations(r, None, req)],
                    default=not fallback)
 
 
@@ -138,6 +198,8 @@ def _result(effect, grant_id, deciding, obligations, default=False) -> dict:
 
 def summarise(decision) -> dict:
     """The engine's decision in the oracle's shape, for comparison."""
+    if isinstance(decision, RequestError):
+        return {"error": sorted({p.attribute for p in decision.problems})}
     return {"effect": decision.effect, "grant_id": decision.grant_id,
             "rules": [r.rule_id for r in decision.reasons],
             "obligations": [(o.id, tuple(o.params.items())) for o in decision.obligations]}

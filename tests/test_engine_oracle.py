@@ -14,15 +14,16 @@ from datetime import datetime, timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import POLICIES
-from reference_evaluator import reference_decide, summarise
+from conftest import POLICIES, as_stated_sources, load_policy_set
+from reference_evaluator import decide_or_error, reference_decide, summarise
 from tiergate.engine import compile_sources
 from tiergate.engine.load import read_policy_sources
 from tiergate.engine.timeutil import format_instant, parse_instant
 
 SOURCES = read_policy_sources(POLICIES)
-ORGS = ["fzu", "mindray-health", "fj-cdc-institute", "org-a", "org-b", "org-c"]
-DATASETS = ["ds-epidemic-2025", "ds-1", "ds-2", "ds-3"]
+CATALOG = load_policy_set(POLICIES).checked.catalog.datasets
+ORGS = ["fzu", "mindray-health", "fj-cdc-institute", "org-a", "org-b", "org-c", ""]
+DATASETS = sorted(CATALOG)
 NOW = parse_instant("2026-11-22T10:00:00+08:00")
 
 
@@ -41,11 +42,15 @@ def _generated_grants(seed: int = 7, count: int = 40) -> str:
         when = datetime.fromtimestamp(expires / 1e6, timezone.utc).replace(microsecond=0)
         offset = rng.choice(offsets)
         shown = when.astimezone(datetime.fromisoformat("2000-01-01T00:00:00" + offset).tzinfo)
-        dataset = f"\n  dataset {rng.choice(DATASETS)}" if rng.random() < 0.3 else ""
+        grant_tiers, grant_classes = rng.sample(tiers, rng.randint(1, 2)), rng.sample(classes, rng.randint(1, 3))
+        # A grant may only name catalogued datasets its tier and catalog cover (TG245, TG246).
+        coverable = [d for d in DATASETS
+                     if CATALOG[d].tier in grant_tiers and CATALOG[d].catalog_class in grant_classes]
+        dataset = f"\n  dataset {rng.choice(coverable)}" if coverable and rng.random() < 0.5 else ""
         texts.append(
-            f"grant gen-{i} {{\n  grantee {rng.choice(ORGS)}\n"
-            f"  tier {', '.join(rng.sample(tiers, rng.randint(1, 2)))}\n"
-            f"  catalog {', '.join(rng.sample(classes, rng.randint(1, 3)))}{dataset}\n"
+            f"grant gen-{i} {{\n  grantee {rng.choice(ORGS[:-1])}\n"
+            f"  tier {', '.join(grant_tiers)}\n"
+            f"  catalog {', '.join(grant_classes)}{dataset}\n"
             f"  purpose {', '.join(rng.sample(purposes, rng.randint(1, 3)))}\n"
             f"  action {', '.join(rng.sample(actions, rng.randint(1, 3)))}\n"
             f"  approved_by {', '.join(rng.sample(approvers, rng.randint(1, 3)))}\n"
@@ -53,7 +58,10 @@ def _generated_grants(seed: int = 7, count: int = 40) -> str:
     return "\n".join(texts)
 
 
-POLICY = compile_sources({**SOURCES, "generated.policy": _generated_grants()})
+# The shipped set refuses datasets its catalog does not list; the same set deciding them as
+# stated lets the requests range over every attribute. Both are checked against the oracle.
+POLICY = compile_sources({**as_stated_sources(), "generated.policy": _generated_grants()})
+REFUSING = compile_sources({**SOURCES, "generated.policy": _generated_grants()})
 VOCAB = {name: sorted(v.labels) for name, v in POLICY.vocabularies.items()}
 EXPIRIES = sorted({g.expires for g in POLICY.grants})
 
@@ -77,17 +85,21 @@ def requests(draw):
     }
     if draw(st.integers(0, 9)) > 0:  # mostly an explicit time, sometimes the clock (`now`)
         context["time"] = format_instant(draw(times), draw(offsets))
-    subject = {"id": "u-1", "org_id": org,
+    subject = {"id": draw(st.sampled_from(["u-1"] * 9 + [""])), "org_id": org,
                "org_type": draw(st.sampled_from(VOCAB["subject.org_type"])),
                "region": draw(st.sampled_from(VOCAB["subject.region"])),
                "real_name_verified": draw(st.booleans())}
-    resource = {"id": draw(st.sampled_from(DATASETS + ["ds-other"])),
-                "catalog_class": draw(st.sampled_from(VOCAB["resource.catalog_class"])),
-                "tier": draw(st.sampled_from(VOCAB["resource.tier"])),
-                "personal": draw(st.booleans()),
-                "owner_org_id": draw(st.sampled_from([org, "fz-hosp-1"]))}
-    if draw(st.booleans()):
-        del resource["owner_org_id"]
+    stated = {"catalog_class": draw(st.sampled_from(VOCAB["resource.catalog_class"])),
+              "tier": draw(st.sampled_from(VOCAB["resource.tier"])),
+              "personal": draw(st.booleans()), "shareable": draw(st.booleans()),
+              "owner_org_id": draw(st.sampled_from([org, "fz-hosp-1", ""]))}
+    dataset = draw(st.sampled_from(DATASETS + ["ds-other", ""]))
+    if dataset in CATALOG:  # mostly what the catalog says, or nothing; sometimes a lie
+        listed = {k: getattr(CATALOG[dataset], k) for k in stated}
+        stated = {k: draw(st.sampled_from([listed[k], None, None, stated[k]])) for k in stated}
+    elif draw(st.booleans()):
+        stated.pop("owner_org_id")
+    resource = {"id": dataset, **{k: v for k, v in stated.items() if v is not None}}
     return {"subject": subject, "resource": resource,
             "action": draw(st.sampled_from(VOCAB["action"])),
             "purpose": draw(st.sampled_from(VOCAB["purpose"])), "context": context}
@@ -96,8 +108,9 @@ def requests(draw):
 @settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(request=requests(), now=times)
 def test_tree_agrees_with_reference_on_reference_policy(request, now):
-    decision = POLICY.decide(request, now=now)
-    assert summarise(decision) == reference_decide(POLICY.checked, request, now)
+    for policy in (POLICY, REFUSING):
+        decision = decide_or_error(policy, request, now=now)
+        assert summarise(decision) == reference_decide(policy.checked, request, now)
 
 
 @settings(max_examples=300, deadline=None)
@@ -107,14 +120,14 @@ def test_decision_does_not_depend_on_the_offset_an_instant_is_written_in(request
         return
     instant = parse_instant(request["context"]["time"])
     shifted = {**request, "context": {**request["context"], "time": format_instant(instant, offset)}}
-    assert summarise(POLICY.decide(request)) == summarise(POLICY.decide(shifted))
+    assert summarise(decide_or_error(POLICY, request)) == summarise(decide_or_error(POLICY, shifted))
 
 
 def test_grant_stops_applying_exactly_at_its_expiry():
     grant = next(g for g in POLICY.grants if g.id == "fz-2026-017")
     request = {"subject": {"id": "u", "org_id": "fzu", "org_type": "university",
                            "region": "southeast_park", "real_name_verified": True},
-               "resource": {"catalog_class": "medical_service", "tier": "conditional"},
+               "resource": {"id": "ds-cardio-2025"},
                "action": "query", "purpose": "scientific_research",
                "context": {"storage_region": "domestic"}}
     for offset in (0, 480, -300):

@@ -33,7 +33,7 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tiergate.engine import Decision, RequestError
 from tiergate.engine.timeutil import parse_instant
@@ -54,17 +54,38 @@ class ExpectedObligation(_Strict):
     params: dict[str, str] | None = None
 
 
+class ExpectedUnmet(_Strict):
+    """A permit rule the denial names as closest, and what it missed (any field may be left out)."""
+
+    rule: str | None = None
+    requirement: str | None = None
+    grant_id: str | None = None
+
+
 class Expect(_Strict):
-    effect: Literal["PERMIT", "DENY"]
+    effect: Literal["PERMIT", "DENY"] | None = None
+    # The attributes a request must be refused for (a bad request: no decision at all).
+    error: list[str] | None = None
     grant_id: str | None = None  # "" expects no grant
     obligations: list[Union[str, ExpectedObligation]] | None = None
     rules: list[str] = Field(default_factory=list)
     not_rules: list[str] = Field(default_factory=list)
+    # Texts each found in some citation of the decision (its reasons' or its unmet's).
+    citations: list[str] = Field(default_factory=list)
+    # Requirement kinds ("grant_expired") or tables; [] expects none. None: not checked.
+    unmet: list[Union[str, ExpectedUnmet]] | None = None
 
     @field_validator("effect", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _effect_or_error(self) -> "Expect":
+        if (self.effect is None) == (self.error is None):
+            raise ValueError("say either expect.effect (a decision) or expect.error (the "
+                             "attributes the request is refused for)")
+        return self
 
 
 Instant = Union[str, datetime]
@@ -328,7 +349,16 @@ def run_suites(policy, suites: list[TestSuite]) -> TestRun:
             try:
                 decision = policy.decide(case.request, now=case.now, explain=True)
             except RequestError as error:
-                results.append(CaseResult(case, None, error=str(error)))
+                refused = sorted({p.attribute for p in error.problems})
+                if case.expect.error is not None and sorted(case.expect.error) == refused:
+                    results.append(CaseResult(case, None))
+                else:
+                    results.append(CaseResult(case, None, error=str(error)))
+                continue
+            if case.expect.error is not None:
+                results.append(CaseResult(case, decision, mismatches=(
+                    f"expected the request to be refused for {', '.join(case.expect.error)}, "
+                    f"but it was decided: {decision.effect}",)))
                 continue
             rules_hit.update(_rules_exercised(decision))
             grants_hit.update(_grants_exercised(decision))
@@ -366,6 +396,13 @@ def compare(policy, expect: Expect, decision: Decision) -> list[str]:
     problems = []
     if decision.effect != expect.effect:
         problems.append(f"effect: expected {expect.effect}, got {decision.effect}")
+    cited = [r.citation for r in decision.reasons] + [u.citation for u in decision.unmet]
+    for text in expect.citations:
+        if not any(text in citation for citation in cited):
+            problems.append(f"citations: expected {text!r} in a citation, got "
+                            + ("; ".join(dict.fromkeys(cited)) or "none"))
+    if expect.unmet is not None:
+        problems.extend(_compare_unmet(expect.unmet, decision.unmet))
     if expect.grant_id is not None:
         wanted = expect.grant_id or None
         if decision.grant_id != wanted:
@@ -395,6 +432,22 @@ def compare(policy, expect: Expect, decision: Decision) -> list[str]:
             problems.append(f"obligations: missing {', '.join(missing)}")
         if extra:
             problems.append(f"obligations: unexpected {', '.join(extra)}")
+    return problems
+
+
+def _compare_unmet(expected: list, got) -> list[str]:
+    shown = "; ".join(f"{u.rule_id}: {u.requirement}" + (f" ({u.grant_id})" if u.grant_id else "")
+                      for u in got) or "none"
+    if not expected and got:
+        return [f"unmet: expected none, got {shown}"]
+    problems = []
+    for item in expected:
+        want = item if isinstance(item, ExpectedUnmet) else ExpectedUnmet(requirement=item)
+        if not any((want.rule is None or u.rule_id == want.rule)
+                   and (want.requirement is None or u.requirement == want.requirement)
+                   and (want.grant_id is None or (u.grant_id or "") == want.grant_id)
+                   for u in got):
+            problems.append(f"unmet: expected {want.model_dump(exclude_none=True)}, got {shown}")
     return problems
 
 

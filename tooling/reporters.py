@@ -35,11 +35,14 @@ def _decided(result: CaseResult) -> str:
     grant = f" grant {d.grant_id}" if d.grant_id else ""
     reasons = "; ".join(f"{r.rule_id} ({r.citation})" if r.citation else r.rule_id
                         for r in d.reasons)
-    return f"{d.effect}{grant} [{reasons}]"
+    unmet = "".join(f"; unmet {u.rule_id}: {u.requirement}" for u in d.unmet)
+    return f"{d.effect}{grant} [{reasons}{unmet}]"
 
 
 def _expected(result: CaseResult) -> str:
     e = result.case.expect
+    if e.error is not None:
+        return f"refusal for {', '.join(e.error)}"
     text = e.effect
     if e.grant_id is not None:
         text += f" grant {e.grant_id}" if e.grant_id else " no grant"
