@@ -29,6 +29,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -598,7 +599,9 @@ def main(argv: list[str] | None = None) -> int:
                         f"(default {ALT_THREADS}; 0: skip)")
     parser.add_argument("--no-h2load", action="store_true",
                         help="skip the sections loaded by h2load (nghttp2-client)")
-    parser.add_argument("--policies", type=Path, default=REPO / "policies")
+    parser.add_argument("--policies", type=Path, default=REPO / "policies",
+                        help="the reference policies; served with uncatalogued datasets decided "
+                        "as stated (bench/workload.py), so the mix ranges over every tier")
     parser.add_argument("--out", type=Path, default=RESULTS, help="markdown table file")
     parser.add_argument("--json", type=Path, help="also write every figure as JSON here")
     args = parser.parse_args(argv)
@@ -611,14 +614,16 @@ def main(argv: list[str] | None = None) -> int:
                                                 and sys.argv[1:] else "")
     started = time.monotonic()
     facts = machine_facts()
-    timed, timeless, effects = build_requests(args.policies, settings.requests)
+    import workload
+    served = workload.copy_as_stated(args.policies, Path(tempfile.mkdtemp(prefix="tiergate-bench-")))
+    timed, timeless, effects = build_requests(served, settings.requests)
     h2load = None if args.no_h2load else h2load_client.find_h2load()
     h2_skipped = ("--no-h2load" if args.no_h2load else
                   "h2load not found (apt-get install nghttp2-client)" if h2load is None else "")
     if h2_skipped:
         print(f"h2load sections skipped: {h2_skipped}", file=sys.stderr, flush=True)
     all_sections = sections(timed, timeless, args.alt_threads, h2load is not None)
-    servers = start_servers(args.policies, args.threads, args.alt_threads)
+    servers = start_servers(served, args.threads, args.alt_threads)
     pool = None
     try:
         batch100 = next(s for s in all_sections if s.key == "batch100")

@@ -4,6 +4,11 @@ Deterministic for a given seed, so every engine in one run sees the same grants 
 Grants look like the ones compliance officers write: many grantees, a few grants each, mixed
 tiers, catalog classes, purposes, actions, approvers and expiries (some already expired at the
 requests' time), written in the policy language next to a copy of the reference policies.
+
+The copy decides datasets its catalog does not list on the attributes the request states
+(`uncatalogued as_stated`), so that the request mix can range over every tier and class; the
+datasets grants name are catalogued (generated.catalog.csv), with as many filler datasets as
+asked for, to measure what a large catalog costs.
 """
 
 from __future__ import annotations
@@ -115,28 +120,60 @@ def generate(grant_count: int, seed: int = 7) -> Workload:
     return Workload(orgs, tuple(grants))
 
 
-def write_policy_dir(workload: Workload, reference: Path, target: Path) -> Path:
-    """A copy of the reference policies plus the generated grants, in `target`."""
+def dataset_class_and_tier(grant: GrantSpec) -> tuple[str, str]:
+    """What the catalog says of a dataset a grant names: the grant's first class and tier."""
+    return grant.catalog[0], grant.tiers[0]
+
+
+def copy_as_stated(reference: Path, target: Path) -> Path:
+    """The reference policy set in `target`, deciding uncatalogued datasets as stated."""
     target.mkdir(parents=True, exist_ok=True)
-    for source in sorted(reference.glob("*.policy")):
+    for source in sorted([*reference.glob("*.policy"), *reference.glob("*.catalog.*")]):
         shutil.copyfile(source, target / source.name)
+    catalog = target / "catalog.policy"
+    text = catalog.read_text(encoding="utf-8")
+    assert "uncatalogued refuse" in text
+    catalog.write_text(text.replace("uncatalogued refuse", "uncatalogued as_stated"),
+                       encoding="utf-8")
+    return target
+
+
+def write_policy_dir(workload: Workload, reference: Path, target: Path, *,
+                     extra_datasets: int = 0) -> Path:
+    """A copy of the reference policies plus the generated grants and their catalog, in
+    `target`; `extra_datasets` more catalogued datasets that no request names."""
+    copy_as_stated(reference, target)
     with open(target / "generated_grants.policy", "w", encoding="utf-8") as out:
         out.write("# 基准测试生成的授权 — generated grants for the benchmark\n\n")
         for grant in workload.grants:
             out.write(grant.text())
             out.write("\n")
+    with open(target / "generated.catalog.csv", "w", encoding="utf-8") as out:
+        out.write("id,label,catalog_class,tier,personal,owner_org_id,shareable\n")
+        for grant in workload.grants:
+            catalog_class, tier = dataset_class_and_tier(grant)
+            for dataset in grant.datasets:
+                out.write(f"{dataset},数据集 {dataset},{catalog_class},{tier},false,fz-hosp-1,false\n")
+        for i in range(extra_datasets):
+            out.write(f"ds-extra-{i:06d},目录数据集 {i},{CLASSES[i % len(CLASSES)]},"
+                      f"{('open', 'conditional', 'closed')[i % 3]},{'true' if i % 5 == 0 else 'false'},"
+                      f"org-{i % 997:05d},{'true' if i % 2 else 'false'}\n")
     return target
 
 
 def _request(org: str, org_type: str, region: str, tier: str, catalog_class: str, dataset: str,
              action: str, purpose: str, when: int, *, real_name: bool = True,
              personal: bool = False, deidentified: bool = True, consent: bool = False,
-             storage: str = "domestic", assessed: bool = False, owner: str = "fz-hosp-1") -> dict:
+             storage: str = "domestic", assessed: bool = False, owner: str = "fz-hosp-1",
+             catalogued: bool = False) -> dict:
+    # A catalogued dataset is named by id alone, as a gateway does: the catalog says the rest.
+    resource = {"id": dataset} if catalogued else {
+        "id": dataset, "catalog_class": catalog_class, "tier": tier, "personal": personal,
+        "owner_org_id": owner}
     return {
         "subject": {"id": f"u-{org}", "org_id": org, "org_type": org_type, "region": region,
                     "real_name_verified": real_name},
-        "resource": {"id": dataset, "catalog_class": catalog_class, "tier": tier,
-                     "personal": personal, "owner_org_id": owner},
+        "resource": resource,
         "action": action, "purpose": purpose,
         "context": {"time": format_instant(when, 480), "storage_region": storage,
                     "deidentified": deidentified, "consent": consent,
@@ -155,16 +192,21 @@ def requests(workload: Workload, count: int, seed: int = 11) -> list[dict]:
         if roll < 0.45 and workload.grants:  # within (or at the edge of) some grant
             grant = rng.choice(workload.grants)
             org = by_id[grant.grantee]
-            dataset = rng.choice(grant.datasets) if grant.datasets and rng.random() < 0.8 \
-                else f"ds-{rng.randint(0, 99999):05d}"
+            tier, catalog_class = rng.choice(grant.tiers), rng.choice(grant.catalog)
+            catalogued = bool(grant.datasets) and rng.random() < 0.8
+            if catalogued:
+                dataset = rng.choice(grant.datasets)
+                catalog_class, tier = dataset_class_and_tier(grant)
+            else:
+                dataset = f"ds-{rng.randint(0, 99999):05d}"
             if rng.random() < 0.1:  # right at the expiry instant or just before it
                 when = grant.expires - rng.choice([0, 1])
             out.append(_request(
-                org.id, org.org_type, org.region, rng.choice(grant.tiers), rng.choice(grant.catalog),
+                org.id, org.org_type, org.region, tier, catalog_class,
                 dataset, rng.choice(grant.actions) if rng.random() < 0.9 else rng.choice(ACTIONS),
                 rng.choice(grant.purposes) if rng.random() < 0.9 else rng.choice(PURPOSES), when,
                 personal=rng.random() < 0.2, deidentified=rng.random() < 0.8,
-                consent=rng.random() < 0.3))
+                consent=rng.random() < 0.3, catalogued=catalogued))
         elif roll < 0.60:  # open data, any requester
             out.append(_request(
                 f"org-open-{i % 50}", rng.choice(ORG_TYPES), rng.choice(REGIONS), "open",

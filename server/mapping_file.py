@@ -314,10 +314,14 @@ class _Compiler:
                        + (", ".join(missing) if missing else "any method"),
                        "set action = \"…\" on the route or map the method under [actions]")
         for attribute in REQUEST_ATTRIBUTES:
+            # A route that names the dataset leaves its class and tier to the policy's catalog
+            # (a dataset the catalog does not list is then refused by the engine, naming it).
+            if attribute.catalogued and "resource.id" in given:
+                continue
             if attribute.required and attribute.path not in given:
                 self.error("TG710", loc, f"route {route.name}: nothing gives {attribute.path}",
-                           "capture it in the path, set it under [routes.set], "
-                           "or map it under [attributes]")
+                           "capture it (or the dataset id, for a catalogued dataset) in the "
+                           "path, set it under [routes.set], or map it under [attributes]")
 
     def template(self, loc: tuple, template: str) -> tuple[re.Pattern, tuple]:
         if not template.startswith("/"):

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import copy
+import functools
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -30,6 +34,11 @@ BASE_REQUEST = {
 }
 
 
+@functools.lru_cache(maxsize=1)
+def _shipped_datasets() -> frozenset[str]:
+    return frozenset(load_policy_set(POLICIES).catalog.datasets)
+
+
 def make_request(**changes) -> dict:
     """The contract's example request with some attributes changed.
 
@@ -39,7 +48,9 @@ def make_request(**changes) -> dict:
     names an uncatalogued one instead of contradicting the catalog's ds-cardio-2025.
     """
     request = copy.deepcopy(BASE_REQUEST)
-    if "resource__id" not in changes and any(f"resource__{k}" in changes for k in _CATALOGUED_KEYS):
+    if changes.get("resource__id") in _shipped_datasets():
+        request["resource"] = {}  # another catalogued dataset: the catalog says the rest
+    elif any(f"resource__{k}" in changes for k in _CATALOGUED_KEYS):
         request["resource"]["id"] = UNCATALOGUED
     for key, value in changes.items():
         parts = key.split("__")
@@ -64,6 +75,18 @@ def as_stated_sources(directory: Path = POLICIES) -> dict[str, str]:
     assert "uncatalogued refuse" in sources[name]
     sources[name] = sources[name].replace("uncatalogued refuse", "uncatalogued as_stated")
     return sources
+
+
+@functools.lru_cache(maxsize=1)
+def as_stated_directory() -> Path:
+    """A copy of the shipped policy directory that decides uncatalogued datasets as stated:
+    what the `policy` fixture is, on disk, for tests of servers and commands (same revision)."""
+    directory = Path(tempfile.mkdtemp(prefix="tiergate-as-stated-")) / "policies"
+    shutil.copytree(POLICIES, directory)
+    atexit.register(shutil.rmtree, directory.parent, True)
+    for name, text in as_stated_sources().items():
+        (directory / Path(name).relative_to(POLICIES)).write_text(text, encoding="utf-8")
+    return directory
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import grpc
 
-from conftest import POLICIES
+from conftest import as_stated_directory
 from tiergate.engine.timeutil import parse_instant
 from tiergate.server.app import start_server
 from tiergate.server.config import ServeConfig
@@ -55,8 +55,9 @@ def proto_summary(decision: pb.Decision) -> tuple:
 
 
 def copy_policies(directory: Path) -> Path:
+    """A copy of the `policy` fixture's directory (uncatalogued datasets decided as stated)."""
     target = directory / "policies"
-    shutil.copytree(POLICIES, target)
+    shutil.copytree(as_stated_directory(), target)
     return target
 
 
@@ -68,14 +69,15 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 @contextlib.contextmanager
-def running_server(policy_dir: Path = POLICIES, **settings):
+def running_server(policy_dir: Path | None = None, **settings):
     """A started server on 127.0.0.1 (ephemeral port) and a stub connected to it.
 
     A test deployment: it accepts requested times (accept_request_time) unless told otherwise,
-    so that decisions do not depend on today's date.
+    so that decisions do not depend on today's date; and it serves the `policy` fixture's
+    directory unless given another.
     """
     clock = settings.pop("clock", None)
-    config = ServeConfig(policy_dir=policy_dir, listen="127.0.0.1:0",
+    config = ServeConfig(policy_dir=policy_dir or as_stated_directory(), listen="127.0.0.1:0",
                          **{"reload_interval": 0, "threads": 4, "accept_request_time": True,
                             **settings})
     running = start_server(config, **({"clock": clock} if clock else {}))

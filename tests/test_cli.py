@@ -17,11 +17,12 @@ def tiergate(*args, input: str | None = None):
                           input=input, capture_output=True, text=True, encoding="utf-8")
 
 
-def test_check_prints_a_summary(policy):
+def test_check_prints_a_summary(shipped_policy):
     result = tiergate("check", POLICIES)
     assert result.returncode == 0, result.stderr
-    assert f"{len(policy.rules)} rules" in result.stdout
-    assert policy.revision in result.stdout
+    assert f"{len(shipped_policy.rules)} rules" in result.stdout
+    assert f"{len(shipped_policy.catalog.datasets)} catalogued datasets" in result.stdout
+    assert shipped_policy.revision in result.stdout
 
 
 def test_check_reports_errors_with_the_line_and_exits_1(tmp_path):
@@ -45,14 +46,14 @@ def test_check_json_errors(tmp_path):
     assert error["code"] == "TG100" and error["line"] == 1 and "end of the file" in error["message"]
 
 
-def test_decide_the_example_request(policy):
+def test_decide_the_example_request(shipped_policy):
     result = tiergate("decide", POLICIES, REPO / "examples" / "request.json")
     assert result.returncode == 0, result.stderr
     decision = json.loads(result.stdout)
     assert decision["effect"] == "PERMIT"
     assert decision["grant_id"] == "fz-2026-017"
     assert {"id": "destroy_on_expiry", "params": {"at": "2027-06-30T00:00:00+08:00"}} in decision["obligations"]
-    assert decision["policy_revision"] == policy.revision
+    assert decision["policy_revision"] == shipped_policy.revision
 
 
 def test_decide_many_as_json_lines_keeps_order_and_flags_bad_ones():

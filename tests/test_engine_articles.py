@@ -61,9 +61,17 @@ CASES = [
     ("福州办法 第十六条", "personal data is opened only de-identified",
      dict(OPEN_QUERY, resource__personal=True, context__deidentified=False, context__consent=True),
      "DENY", "open-data-deidentified-first"),
-    ("福州办法 第十六条", "de-identified personal data may be opened",
+    ("福州办法 第十九条", "identifiable case data, even de-identified, needs an approved application",
      dict(OPEN_QUERY, resource__personal=True, context__deidentified=True),
-     "PERMIT", "open-data-direct"),
+     "DENY", "not-authorised"),
+    ("福州办法 第十九条", "government use of identifiable case data needs a grant too",
+     dict(GOVERNMENT, resource__personal=True, context__consent=True), "DENY", "not-authorised"),
+    ("福州办法 第十四条", "regulators are 行政机关: they share catalogued data",
+     dict(GOVERNMENT, subject__org_type="regulator"), "PERMIT", "government-sharing"),
+    ("福州办法 第十四条", "sharing follows the catalog's marking",
+     dict(GOVERNMENT, resource__id="ds-drug-2026"), "DENY", "not-authorised"),
+    ("福州办法 第二十五条", "a requester overseas is providing data abroad: assessment first",
+     dict(OPEN_QUERY, subject__region="overseas"), "DENY", "export-needs-security-assessment"),
     ("福州办法 第二十五条", "no storage on servers abroad, whatever else holds",
      dict(context__storage_region="overseas"), "DENY", "no-overseas-storage"),
     ("国家办法 数据存储", "export needs a security assessment",
@@ -144,18 +152,25 @@ grant fz-2026-099 {
     assert destroy.params["at"] == "2028-01-01T00:00:00+08:00"
 
 
-def test_policy_revision_is_a_content_hash(policy, tmp_path):
+def test_policy_revision_is_a_content_hash(shipped_policy, tmp_path):
     from conftest import POLICIES
     from tiergate.engine import load_policy_set
     copy = tmp_path / "copy"
     copy.mkdir()
-    for f in POLICIES.glob("*.policy"):
+    for f in [*POLICIES.glob("*.policy"), *POLICIES.glob("*.catalog.csv")]:
         (copy / f.name).write_text(f.read_text(encoding="utf-8"), encoding="utf-8")
-    assert load_policy_set(copy).revision == policy.revision
+    assert load_policy_set(copy).revision == shipped_policy.revision
     (copy / "grants.policy").write_text(
         (copy / "grants.policy").read_text(encoding="utf-8") + "\n# 备注\n", encoding="utf-8")
-    assert load_policy_set(copy).revision != policy.revision
-    assert policy.decide(make_request()).policy_revision == policy.revision
+    assert load_policy_set(copy).revision != shipped_policy.revision
+    assert shipped_policy.decide(make_request()).policy_revision == shipped_policy.revision
+    # The catalog data file is part of what was reviewed: a change to it is a new revision.
+    (copy / "grants.policy").write_text(
+        (POLICIES / "grants.policy").read_text(encoding="utf-8"), encoding="utf-8")
+    data = copy / "open-data.catalog.csv"
+    data.write_text(data.read_text(encoding="utf-8").replace(",open,false,", ",open,true,", 1),
+                    encoding="utf-8")
+    assert load_policy_set(copy).revision != shipped_policy.revision
 
 
 def test_decision_ids_are_unique(policy):

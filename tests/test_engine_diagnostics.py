@@ -96,7 +96,7 @@ def test_instant_without_offset_says_how_to_write_one():
     grant = """grant g1 { grantee fzu tier open catalog basic_info purpose education action query
   approved_by data_operator agreement "A" expires 2027-06-30 }"""
     (d,), _ = errors_of(RULE, **{"grants.policy": grant})
-    assert d.code == "TG215" and "no UTC offset" in d.message
+    assert d.code == "TG215" and "not RFC 3339" in d.message
     assert "+08:00" in d.help
 
 

@@ -11,7 +11,7 @@ from tiergate.cli.main import main
 from tiergate.engine import compile_sources
 from tiergate.tooling.explain_text import render_explanation
 
-from conftest import POLICIES, make_request
+from conftest import POLICIES, as_stated_sources, make_request
 
 VARIATIONS = {
     "resource__tier": ["open", "conditional", "closed"],
@@ -135,7 +135,7 @@ def test_obligations_name_the_rules_that_added_them(policy):
 
 
 def test_time_conditions_read_as_written():
-    sources = {str(p): p.read_text(encoding="utf-8") for p in POLICIES.glob("*.policy")}
+    sources = as_stated_sources()
     sources["pilot.policy"] = """
 rule pilot-window {
   cite "试点"
@@ -179,7 +179,8 @@ def test_text_rendering_speaks_both_languages(policy):
 
 def test_cli_explain(tmp_path, capsys):
     request = tmp_path / "request.json"
-    request.write_text(json.dumps(make_request(resource__tier="closed")), encoding="utf-8")
+    closed = make_request(resource__id="ds-emr-2025", context__consent=True)
+    request.write_text(json.dumps(closed), encoding="utf-8")
     assert main(["explain", str(POLICIES), str(request)]) == 0
     out = capsys.readouterr().out
     assert "fz-2026-031" in out and "health_commission" in out and "not-authorised" in out

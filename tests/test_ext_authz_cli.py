@@ -8,7 +8,7 @@ from tiergate.cli.main import main
 
 from conftest import POLICIES
 
-DATASET = "/datasets/medical_service/conditional/ds-cardio-2025"
+DATASET = "/datasets/ds-cardio-2025"
 HEADERS = ["-H", "x-subject-id: u-1042", "-H", "x-org-type: university",
            "-H", "x-region: southeast_park", "-H", "x-purpose: scientific_research",
            "-H", "x-storage-region: domestic", "-H", "x-real-name-verified: true",
@@ -17,7 +17,7 @@ HEADERS = ["-H", "x-subject-id: u-1042", "-H", "x-org-type: university",
 
 def test_checks_the_shipped_mapping(capsys):
     assert main(["gateway", str(POLICIES)]) == 0
-    assert "6 routes" in capsys.readouterr().out
+    assert "4 routes" in capsys.readouterr().out
 
 
 def test_bad_mapping_exits_1_with_file_and_line(tmp_path, capsys):

@@ -84,9 +84,15 @@ def test_unknown_attribute_is_refused_with_suggestion():
 
 
 def test_route_that_leaves_a_required_attribute_unset_is_refused():
-    d = only_error(GOOD.replace("{tier}/", "conditional/"))
+    d = only_error(GOOD.replace("/{tier}/{dataset_id}", "/conditional"))
     assert d.code == "TG710"
     assert "route dataset: nothing gives resource.tier" in d.message and d.span.line == 14
+
+
+def test_route_naming_the_dataset_leaves_its_class_and_tier_to_the_catalog():
+    mapping = parse_mapping(GOOD.replace("/{catalog_class}/{tier}/{dataset_id}", "/{dataset_id}"))
+    request = mapping.translate(method="GET", path="/datasets/ds-cardio-2025", headers=HEADERS)
+    assert request["resource"] == {"id": "ds-cardio-2025"}
 
 
 def test_route_constant_can_fill_the_gap():

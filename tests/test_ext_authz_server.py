@@ -11,6 +11,7 @@ import pytest
 from envoy.service.auth.v3 import attribute_context_pb2, external_auth_pb2, external_auth_pb2_grpc
 from google.protobuf import struct_pb2
 
+from tiergate.engine import RequestError
 from tiergate.server.ext_authz import ExtAuthzServicer, add_ext_authz
 from tiergate.server.mapping import parse_mapping
 
@@ -27,7 +28,7 @@ HEADERS = {
     # Decisions here must not depend on today's date: the test mapping maps context.time.
     "x-tiergate-time": "2026-11-22T10:00:00+08:00",
 }
-DATASET = "/datasets/medical_service/conditional/ds-cardio-2025"
+DATASET = "/datasets/ds-cardio-2025"
 
 
 def gateway_mapping():
@@ -171,16 +172,47 @@ def test_every_missing_attribute_is_listed(authz):
                      "context.storage_region"}
 
 
-def test_undeclared_catalog_class_in_path_names_attribute_and_allowed_values(authz):
-    path = "/datasets/genomics/conditional/ds-genome-1"
-    body = denial(authz.Check(check_request("GET", path, HEADERS)))
+def test_undeclared_value_in_a_header_names_attribute_and_allowed_values(authz):
+    body = denial(authz.Check(check_request("GET", DATASET, without(HEADERS, x_purpose="mining"))))
     assert body["error"] == "invalid_request"
     [problem] = body["problems"]
-    assert problem["attribute"] == "resource.catalog_class" and problem["value"] == "genomics"
-    assert "medical_service" in problem["allowed"] and "genomics" not in problem["allowed"]
+    assert problem["attribute"] == "purpose" and problem["value"] == "mining"
+    assert "scientific_research" in problem["allowed"] and "mining" not in problem["allowed"]
     [reason] = body["reasons"]
-    assert "resource.catalog_class" in reason["message_en"] and "genomics" in reason["message_en"]
-    assert "medical_service" in reason["message_en"] and "medical_service" in reason["message_zh"]
+    assert "purpose" in reason["message_en"] and "mining" in reason["message_en"]
+    assert "scientific_research" in reason["message_en"] and "scientific_research" in reason["message_zh"]
+
+
+def test_the_catalog_not_the_url_says_what_a_dataset_is(shipped_policy):
+    # A client cannot write a tier into the path: the mapping takes the dataset id only, and
+    # a dataset the catalog does not list is refused (the shipped set: uncatalogued refuse).
+    server = grpc.server(ThreadPoolExecutor(max_workers=2))
+    # The test mapping maps x-tiergate-time; a server that does not accept requested times
+    # (the default) refuses a request that sends one.
+    add_ext_authz(server, lambda: shipped_policy, gateway_mapping(),
+                  clock=lambda: instant("2026-11-22T10:00:00+08:00"))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        stub = external_auth_pb2_grpc.AuthorizationStub(channel)
+        headers = without(HEADERS, "x-tiergate-time")
+        assert stub.Check(check_request("GET", "/datasets/ds-cardio-2025", headers)).status.code == OK
+        # ds-emr-2025 is closed: no route makes it open, and fzu's closed grant lacks consent.
+        body = denial(stub.Check(check_request("GET", "/datasets/ds-emr-2025", headers)))
+        assert body["unmet"][0]["requirement"] == "grant_approval"
+        assert denial(stub.Check(check_request("GET", "/datasets/medical_service/open/ds-x",
+                                               headers)))["error"] == "mapping"
+        body = denial(stub.Check(check_request("GET", "/datasets/ds-not-listed", headers)))
+        assert body["error"] == "invalid_request"
+        assert body["problems"][0]["attribute"] == "resource.id"
+        # The server's clock decides: a requested time is refused, naming context.time.
+        body = denial(stub.Check(check_request("GET", "/datasets/ds-cardio-2025", HEADERS)))
+        assert body["error"] == "invalid_request"
+        assert [p["attribute"] for p in body["problems"]] == ["context.time"]
+    finally:
+        channel.close()
+        server.stop(None)
 
 
 def test_bad_boolean_header_is_denied_naming_it(authz):
@@ -191,7 +223,7 @@ def test_bad_boolean_header_is_denied_naming_it(authz):
 def test_no_route_is_denied(authz):
     body = denial(authz.Check(check_request("GET", "/admin/users", HEADERS)))
     assert body["reasons"][0]["message_en"] == "mapping: no route matches GET /admin/users"
-    body = denial(authz.Check(check_request("DELETE", "/records/public_health/closed/r-1", HEADERS)))
+    body = denial(authz.Check(check_request("DELETE", DATASET + "/download", HEADERS)))
     assert "routes for this path allow GET" in body["reasons"][0]["message_en"]
 
 
@@ -204,7 +236,7 @@ def test_time_header_decides_as_of_that_time(authz):
 
 def test_permit_without_grant_removes_a_smuggled_grant_header(authz):
     headers = without(HEADERS, x_tiergate_grant_id="fz-forged", x_org_id="nobody")
-    response = authz.Check(check_request("GET", "/open/basic_info/ds-hospitals", headers))
+    response = authz.Check(check_request("GET", "/datasets/ds-hospitals-open", headers))
     assert response.status.code == OK
     assert "x-tiergate-grant-id" not in upstream_headers(response)
     assert list(response.ok_response.headers_to_remove) == ["x-tiergate-grant-id"]
@@ -212,13 +244,13 @@ def test_permit_without_grant_removes_a_smuggled_grant_header(authz):
                for h in response.ok_response.headers)
 
 
-def test_percent_encoded_chinese_dataset_id(authz, policy):
+def test_percent_encoded_chinese_dataset_id(shipped_policy):
     mapping = gateway_mapping()
-    request = mapping.translate(method="GET", path="/datasets/public_health/open/%E5%B0%B1%E8%AF%8A",
-                                headers=HEADERS)
+    request = mapping.translate(method="GET", path="/datasets/%E5%B0%B1%E8%AF%8A", headers=HEADERS)
     assert request["resource"]["id"] == "就诊"
-    assert authz.Check(check_request("GET", "/datasets/public_health/open/%E5%B0%B1%E8%AF%8A",
-                                     HEADERS)).status.code == OK
+    # Not in the shipped catalog: refused, naming the decoded id, not its escapes.
+    with pytest.raises(RequestError, match="resource.id '就诊' is not in the catalog"):
+        shipped_policy.decide(request, requested_time=True)
 
 
 def test_raw_header_map_is_read(authz):
@@ -289,28 +321,29 @@ def test_register_refuses_a_bad_mapping_and_the_watcher_reloads_an_edited_one(po
     from tiergate.engine import DiagnosticError
     from tiergate.server.reload import PolicyWatcher
 
-    for source in POLICIES.glob("*.policy"):
+    for source in [*POLICIES.glob("*.policy"), *POLICIES.glob("*.catalog.csv")]:
         shutil.copy(source, tmp_path / source.name)
     (tmp_path / "gateway.toml").write_text("[[routes]]\npth = '/x'\n", encoding="utf-8")
     with pytest.raises(DiagnosticError):
         serve_with_register(policy, tmp_path, lambda: 0)
     good = GATEWAY.read_text(encoding="utf-8")
-    (tmp_path / "gateway.toml").write_text(good.replace('"/open/', '"/public/'), encoding="utf-8")
+    (tmp_path / "gateway.toml").write_text(good.replace('"/datasets/{dataset_id}"', '"/public/{dataset_id}"'),
+                                           encoding="utf-8")
     server, holder, channel = serve_with_register(
         policy, tmp_path, lambda: instant("2026-11-22T10:00:00+08:00"))
     watcher = PolicyWatcher(holder, interval=0)
     try:
         stub = external_auth_pb2_grpc.AuthorizationStub(channel)
-        assert stub.Check(check_request("GET", "/public/basic_info/d1", HEADERS)).status.code == OK
+        assert stub.Check(check_request("GET", "/public/ds-hospitals-open", HEADERS)).status.code == OK
         # An edit to the mapping alone (the policies unchanged) is picked up on the next poll.
         (tmp_path / "gateway.toml").write_text(good, encoding="utf-8")
         assert watcher.poll() is False  # no new policy set ...
-        assert stub.Check(check_request("GET", "/open/basic_info/d1", HEADERS)).status.code == OK
-        assert stub.Check(check_request("GET", "/public/basic_info/d1", HEADERS)).status.code != OK
+        assert stub.Check(check_request("GET", "/datasets/ds-hospitals-open", HEADERS)).status.code == OK
+        assert stub.Check(check_request("GET", "/public/ds-hospitals-open", HEADERS)).status.code != OK
         # ... and a broken mapping edit keeps the last good one serving.
         (tmp_path / "gateway.toml").write_text("not toml [", encoding="utf-8")
         watcher.poll()
-        assert stub.Check(check_request("GET", "/open/basic_info/d1", HEADERS)).status.code == OK
+        assert stub.Check(check_request("GET", "/datasets/ds-hospitals-open", HEADERS)).status.code == OK
     finally:
         channel.close()
         server.stop(None)

@@ -178,6 +178,9 @@ ORG_TYPES = ["government_agency", "public_institution", "social_group", "medical
 def test_matrix_agrees_with_decisions(policy, shipped, org_id, org_type, tier, catalog_class,
                                       action, purpose, dataset):
     """A permitted request never falls in a cell the matrix says is always denied."""
+    listed = policy.catalog.datasets.get(dataset)
+    if listed is not None:  # a catalogued dataset is decided on the catalog's tier and class
+        tier, catalog_class = listed.tier, listed.catalog_class
     request = make_request(subject__org_id=org_id, subject__org_type=org_type,
                            resource__tier=tier, resource__catalog_class=catalog_class,
                            resource__id=dataset, action=action, purpose=purpose)

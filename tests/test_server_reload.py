@@ -39,9 +39,15 @@ def _wait_for(condition, what: str, limit: float = 15.0) -> None:
         time.sleep(0.02)
 
 
+def _files(policies: Path) -> dict[str, str]:
+    """Every file of a policy set: policy files and catalog data files."""
+    return {p.name: p.read_text(encoding="utf-8")
+            for p in [*policies.glob("*.policy"), *policies.glob("*.catalog.csv")]}
+
+
 def _states(policies: Path) -> dict[str, dict[str, str]]:
     """Whole policy sets to deploy one after another: {state: {file name: text}}."""
-    original = {p.name: p.read_text(encoding="utf-8") for p in policies.glob("*.policy")}
+    original = _files(policies)
     fewer_actions = dict(original, **{"grants.policy": _edit(
         original["grants.policy"], GRANT_LINE, GRANT_LINE.replace("query, analyze", "analyze"))})
     broken = dict(fewer_actions, **{"access.policy": original["access.policy"]
@@ -62,8 +68,7 @@ def test_reloads_under_load_never_fail_a_call_nor_mix_policies(tmp_path):
     states = _states(policies)
     # The engine's own answer for every policy set that compiles, keyed by revision.
     engines = {}
-    for name, files in [("original", {p.name: p.read_text(encoding="utf-8")
-                                      for p in policies.glob("*.policy")}),
+    for name, files in [("original", _files(policies)),
                         ("fewer_actions", states["fewer_actions"]),
                         ("later_expiry", states["later_expiry"])]:
         directory = tmp_path / "states" / name
