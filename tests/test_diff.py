@@ -18,7 +18,11 @@ from tiergate.engine import load_policy_set
 from tiergate.engine.timeutil import parse_instant
 from tiergate.tooling.diff import diff_policies
 
-from conftest import POLICIES, make_request
+from conftest import as_stated_directory, make_request
+
+# The diff compares request classes that may state any tier and class: the shipped set deciding
+# uncatalogued datasets as stated (catalogued ones are decided on the catalog's values).
+POLICIES = as_stated_directory()
 
 TIMES = ("2026-05-01T00:00:00+08:00", "2026-11-22T10:00:00+08:00", "2027-02-01T00:00:00+08:00",
          "2027-05-01T00:00:00+08:00", "2027-08-01T00:00:00+08:00", "2027-12-01T00:00:00+08:00")
