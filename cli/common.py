@@ -64,8 +64,17 @@ def add_now_option(parser, help: str) -> None:
 
 
 def read_input(path: str) -> str:
-    """The text of a file, or of standard input for `-`."""
+    """The text of a file, or of standard input for `-` (UTF-8; ValueError otherwise)."""
+    data = read_input_bytes(path)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as problem:
+        raise ValueError(f"{path} is not UTF-8 (byte {problem.start + 1})") from None
+
+
+def read_input_bytes(path: str) -> bytes:
+    """The bytes of a file, or of standard input for `-`."""
     if path == "-":
-        return sys.stdin.read()
-    with open(path, encoding="utf-8") as f:
+        return sys.stdin.buffer.read()
+    with open(path, "rb") as f:
         return f.read()

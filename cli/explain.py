@@ -15,6 +15,7 @@ from tiergate.engine import RequestError
 from tiergate.tooling.explain_text import LANGS, render_explanation
 
 from .common import add_error_format, add_now_option, load_or_report, read_input
+from .requests_json import parse_document
 
 
 def register(subparsers) -> None:
@@ -36,7 +37,7 @@ def run(args) -> int:
     if policy is None:
         return 1
     try:
-        request = json.loads(read_input(args.request))
+        request = parse_document(read_input(args.request))
     except (OSError, ValueError) as problem:
         print(f"error: {problem}", file=sys.stderr)
         return 1

@@ -3,8 +3,7 @@
 The engine validates; this module only reshapes. A text attribute sent as "" is left out of
 the dict (the engine treats "" as absent anyway), so a required one becomes the engine's "is
 required" error rather than a silent decision. The catalogued booleans (resource.personal,
-resource.shareable) are passed only when true: proto3 cannot tell false from unset, and an
-unset one must leave a catalogued dataset's value to the catalog.
+resource.shareable) have presence: an unset one is left out, so that the catalog decides.
 """
 
 from __future__ import annotations
@@ -73,10 +72,10 @@ def request_to_dict(message: pb.DecideRequest) -> dict:
         if value:
             out_subject[key] = value
     out_resource: dict[str, Any] = {}
-    if resource.personal:
-        out_resource["personal"] = True
-    if resource.shareable:
-        out_resource["shareable"] = True
+    if resource.HasField("personal"):
+        out_resource["personal"] = resource.personal
+    if resource.HasField("shareable"):
+        out_resource["shareable"] = resource.shareable
     for key in _RESOURCE_TEXT:
         value = getattr(resource, key)
         if value:

@@ -176,7 +176,10 @@ class GatewayMapping:
         if source.default is not None:
             values[source.path] = source.default
             return
-        if ATTRIBUTES[source.path].required:
+        attribute = ATTRIBUTES[source.path]
+        if attribute.catalogued and values.get("resource.id"):
+            return  # the dataset is named: its catalog entry says the rest (or it is refused)
+        if attribute.required:
             problems.append(_missing(source))
 
     @staticmethod

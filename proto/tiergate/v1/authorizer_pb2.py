@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ctiergate/v1/authorizer.proto\x12\x0btiergate.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"c\n\x07Subject\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06org_id\x18\x02 \x01(\t\x12\x10\n\x08org_type\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x1a\n\x12real_name_verified\x18\x05 \x01(\x08\"v\n\x08Resource\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rcatalog_class\x18\x02 \x01(\t\x12\x0c\n\x04tier\x18\x03 \x01(\t\x12\x10\n\x08personal\x18\x04 \x01(\x08\x12\x14\n\x0cowner_org_id\x18\x05 \x01(\t\x12\x11\n\tshareable\x18\x06 \x01(\x08\"\x8f\x01\n\x07\x43ontext\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0estorage_region\x18\x02 \x01(\t\x12\x14\n\x0c\x64\x65identified\x18\x03 \x01(\x08\x12\x0f\n\x07\x63onsent\x18\x04 \x01(\x08\x12\x1b\n\x13security_assessment\x18\x05 \x01(\x08\"\xb8\x01\n\rDecideRequest\x12%\n\x07subject\x18\x01 \x01(\x0b\x32\x14.tiergate.v1.Subject\x12\'\n\x08resource\x18\x02 \x01(\x0b\x32\x15.tiergate.v1.Resource\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x0f\n\x07purpose\x18\x04 \x01(\t\x12%\n\x07\x63ontext\x18\x05 \x01(\x0b\x32\x14.tiergate.v1.Context\x12\x0f\n\x07\x65xplain\x18\x06 \x01(\x08\"|\n\nObligation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x33\n\x06params\x18\x02 \x03(\x0b\x32#.tiergate.v1.Obligation.ParamsEntry\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9b\x01\n\x06Reason\x12\x0f\n\x07rule_id\x18\x01 \x01(\t\x12#\n\x06\x65\x66\x66\x65\x63t\x18\x02 \x01(\x0e\x32\x13.tiergate.v1.Effect\x12\x10\n\x08\x63itation\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x12\n\nmessage_zh\x18\x05 \x01(\t\x12\x12\n\nmessage_en\x18\x06 \x01(\t\x12\x10\n\x08grant_id\x18\x07 \x01(\t\"\x8c\x01\n\x05Unmet\x12\x0f\n\x07rule_id\x18\x01 \x01(\t\x12\x13\n\x0brequirement\x18\x02 \x01(\t\x12\x10\n\x08\x63itation\x18\x03 \x01(\t\x12\x12\n\nmessage_zh\x18\x04 \x01(\t\x12\x12\n\nmessage_en\x18\x05 \x01(\t\x12\x10\n\x08grant_id\x18\x06 \x01(\t\x12\x11\n\tattribute\x18\x07 \x01(\t\"\xc5\x02\n\x08\x44\x65\x63ision\x12#\n\x06\x65\x66\x66\x65\x63t\x18\x01 \x01(\x0e\x32\x13.tiergate.v1.Effect\x12\x10\n\x08grant_id\x18\x02 \x01(\t\x12,\n\x0bobligations\x18\x03 \x03(\x0b\x32\x17.tiergate.v1.Obligation\x12$\n\x07reasons\x18\x04 \x03(\x0b\x32\x13.tiergate.v1.Reason\x12\x17\n\x0fpolicy_revision\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x06 \x01(\t\x12/\n\x0bvalid_until\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x0b\x65xplanation\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12!\n\x05unmet\x18\t \x03(\x0b\x32\x12.tiergate.v1.Unmet\"G\n\x0cRequestError\x12\x0f\n\x07message\x18\x01 \x01(\t\x12&\n\x08problems\x18\x02 \x03(\x0b\x32\x14.tiergate.v1.Problem\"M\n\x07Problem\x12\x11\n\tattribute\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x0f\n\x07\x61llowed\x18\x03 \x03(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"B\n\x12\x44\x65\x63ideBatchRequest\x12,\n\x08requests\x18\x01 \x03(\x0b\x32\x1a.tiergate.v1.DecideRequest\"t\n\x11\x44\x65\x63ideBatchResult\x12)\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x15.tiergate.v1.DecisionH\x00\x12*\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x19.tiergate.v1.RequestErrorH\x00\x42\x08\n\x06result\"F\n\x13\x44\x65\x63ideBatchResponse\x12/\n\x07results\x18\x01 \x03(\x0b\x32\x1e.tiergate.v1.DecideBatchResult\"\x16\n\x14GetPolicyInfoRequest\"b\n\x0bReloadError\x12-\n\tfailed_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x13\n\x0b\x64iagnostics\x18\x03 \x03(\t\"\xdf\x01\n\nPolicyInfo\x12\x17\n\x0fpolicy_revision\x18\x01 \x01(\t\x12-\n\tloaded_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrule_count\x18\x03 \x01(\x05\x12\x13\n\x0bgrant_count\x18\x04 \x01(\x05\x12\x12\n\npolicy_dir\x18\x05 \x01(\t\x12\x33\n\x11last_reload_error\x18\x06 \x01(\x0b\x32\x18.tiergate.v1.ReloadError\x12\x17\n\x0f\x63\x61lls_in_flight\x18\x07 \x01(\x05*6\n\x06\x45\x66\x66\x65\x63t\x12\x16\n\x12\x45\x46\x46\x45\x43T_UNSPECIFIED\x10\x00\x12\n\n\x06PERMIT\x10\x01\x12\x08\n\x04\x44\x45NY\x10\x02\x32\xe8\x01\n\nAuthorizer\x12;\n\x06\x44\x65\x63ide\x12\x1a.tiergate.v1.DecideRequest\x1a\x15.tiergate.v1.Decision\x12P\n\x0b\x44\x65\x63ideBatch\x12\x1f.tiergate.v1.DecideBatchRequest\x1a .tiergate.v1.DecideBatchResponse\x12K\n\rGetPolicyInfo\x12!.tiergate.v1.GetPolicyInfoRequest\x1a\x17.tiergate.v1.PolicyInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ctiergate/v1/authorizer.proto\x12\x0btiergate.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"c\n\x07Subject\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06org_id\x18\x02 \x01(\t\x12\x10\n\x08org_type\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x1a\n\x12real_name_verified\x18\x05 \x01(\x08\"\x9b\x01\n\x08Resource\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rcatalog_class\x18\x02 \x01(\t\x12\x0c\n\x04tier\x18\x03 \x01(\t\x12\x15\n\x08personal\x18\x04 \x01(\x08H\x00\x88\x01\x01\x12\x14\n\x0cowner_org_id\x18\x05 \x01(\t\x12\x16\n\tshareable\x18\x06 \x01(\x08H\x01\x88\x01\x01\x42\x0b\n\t_personalB\x0c\n\n_shareable\"\x8f\x01\n\x07\x43ontext\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0estorage_region\x18\x02 \x01(\t\x12\x14\n\x0c\x64\x65identified\x18\x03 \x01(\x08\x12\x0f\n\x07\x63onsent\x18\x04 \x01(\x08\x12\x1b\n\x13security_assessment\x18\x05 \x01(\x08\"\xb8\x01\n\rDecideRequest\x12%\n\x07subject\x18\x01 \x01(\x0b\x32\x14.tiergate.v1.Subject\x12\'\n\x08resource\x18\x02 \x01(\x0b\x32\x15.tiergate.v1.Resource\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x0f\n\x07purpose\x18\x04 \x01(\t\x12%\n\x07\x63ontext\x18\x05 \x01(\x0b\x32\x14.tiergate.v1.Context\x12\x0f\n\x07\x65xplain\x18\x06 \x01(\x08\"|\n\nObligation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x33\n\x06params\x18\x02 \x03(\x0b\x32#.tiergate.v1.Obligation.ParamsEntry\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9b\x01\n\x06Reason\x12\x0f\n\x07rule_id\x18\x01 \x01(\t\x12#\n\x06\x65\x66\x66\x65\x63t\x18\x02 \x01(\x0e\x32\x13.tiergate.v1.Effect\x12\x10\n\x08\x63itation\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x12\n\nmessage_zh\x18\x05 \x01(\t\x12\x12\n\nmessage_en\x18\x06 \x01(\t\x12\x10\n\x08grant_id\x18\x07 \x01(\t\"\x8c\x01\n\x05Unmet\x12\x0f\n\x07rule_id\x18\x01 \x01(\t\x12\x13\n\x0brequirement\x18\x02 \x01(\t\x12\x10\n\x08\x63itation\x18\x03 \x01(\t\x12\x12\n\nmessage_zh\x18\x04 \x01(\t\x12\x12\n\nmessage_en\x18\x05 \x01(\t\x12\x10\n\x08grant_id\x18\x06 \x01(\t\x12\x11\n\tattribute\x18\x07 \x01(\t\"\xc5\x02\n\x08\x44\x65\x63ision\x12#\n\x06\x65\x66\x66\x65\x63t\x18\x01 \x01(\x0e\x32\x13.tiergate.v1.Effect\x12\x10\n\x08grant_id\x18\x02 \x01(\t\x12,\n\x0bobligations\x18\x03 \x03(\x0b\x32\x17.tiergate.v1.Obligation\x12$\n\x07reasons\x18\x04 \x03(\x0b\x32\x13.tiergate.v1.Reason\x12\x17\n\x0fpolicy_revision\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x06 \x01(\t\x12/\n\x0bvalid_until\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x0b\x65xplanation\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12!\n\x05unmet\x18\t \x03(\x0b\x32\x12.tiergate.v1.Unmet\"G\n\x0cRequestError\x12\x0f\n\x07message\x18\x01 \x01(\t\x12&\n\x08problems\x18\x02 \x03(\x0b\x32\x14.tiergate.v1.Problem\"M\n\x07Problem\x12\x11\n\tattribute\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x0f\n\x07\x61llowed\x18\x03 \x03(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"B\n\x12\x44\x65\x63ideBatchRequest\x12,\n\x08requests\x18\x01 \x03(\x0b\x32\x1a.tiergate.v1.DecideRequest\"t\n\x11\x44\x65\x63ideBatchResult\x12)\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x15.tiergate.v1.DecisionH\x00\x12*\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x19.tiergate.v1.RequestErrorH\x00\x42\x08\n\x06result\"F\n\x13\x44\x65\x63ideBatchResponse\x12/\n\x07results\x18\x01 \x03(\x0b\x32\x1e.tiergate.v1.DecideBatchResult\"\x16\n\x14GetPolicyInfoRequest\"b\n\x0bReloadError\x12-\n\tfailed_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x13\n\x0b\x64iagnostics\x18\x03 \x03(\t\"\xdf\x01\n\nPolicyInfo\x12\x17\n\x0fpolicy_revision\x18\x01 \x01(\t\x12-\n\tloaded_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrule_count\x18\x03 \x01(\x05\x12\x13\n\x0bgrant_count\x18\x04 \x01(\x05\x12\x12\n\npolicy_dir\x18\x05 \x01(\t\x12\x33\n\x11last_reload_error\x18\x06 \x01(\x0b\x32\x18.tiergate.v1.ReloadError\x12\x17\n\x0f\x63\x61lls_in_flight\x18\x07 \x01(\x05*6\n\x06\x45\x66\x66\x65\x63t\x12\x16\n\x12\x45\x46\x46\x45\x43T_UNSPECIFIED\x10\x00\x12\n\n\x06PERMIT\x10\x01\x12\x08\n\x04\x44\x45NY\x10\x02\x32\xe8\x01\n\nAuthorizer\x12;\n\x06\x44\x65\x63ide\x12\x1a.tiergate.v1.DecideRequest\x1a\x15.tiergate.v1.Decision\x12P\n\x0b\x44\x65\x63ideBatch\x12\x1f.tiergate.v1.DecideBatchRequest\x1a .tiergate.v1.DecideBatchResponse\x12K\n\rGetPolicyInfo\x12!.tiergate.v1.GetPolicyInfoRequest\x1a\x17.tiergate.v1.PolicyInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,42 +35,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_OBLIGATION_PARAMSENTRY']._loaded_options = None
   _globals['_OBLIGATION_PARAMSENTRY']._serialized_options = b'8\001'
-  _globals['_EFFECT']._serialized_start=2177
-  _globals['_EFFECT']._serialized_end=2231
+  _globals['_EFFECT']._serialized_start=2215
+  _globals['_EFFECT']._serialized_end=2269
   _globals['_SUBJECT']._serialized_start=108
   _globals['_SUBJECT']._serialized_end=207
-  _globals['_RESOURCE']._serialized_start=209
-  _globals['_RESOURCE']._serialized_end=327
-  _globals['_CONTEXT']._serialized_start=330
-  _globals['_CONTEXT']._serialized_end=473
-  _globals['_DECIDEREQUEST']._serialized_start=476
-  _globals['_DECIDEREQUEST']._serialized_end=660
-  _globals['_OBLIGATION']._serialized_start=662
-  _globals['_OBLIGATION']._serialized_end=786
-  _globals['_OBLIGATION_PARAMSENTRY']._serialized_start=741
-  _globals['_OBLIGATION_PARAMSENTRY']._serialized_end=786
-  _globals['_REASON']._serialized_start=789
-  _globals['_REASON']._serialized_end=944
-  _globals['_UNMET']._serialized_start=947
-  _globals['_UNMET']._serialized_end=1087
-  _globals['_DECISION']._serialized_start=1090
-  _globals['_DECISION']._serialized_end=1415
-  _globals['_REQUESTERROR']._serialized_start=1417
-  _globals['_REQUESTERROR']._serialized_end=1488
-  _globals['_PROBLEM']._serialized_start=1490
-  _globals['_PROBLEM']._serialized_end=1567
-  _globals['_DECIDEBATCHREQUEST']._serialized_start=1569
-  _globals['_DECIDEBATCHREQUEST']._serialized_end=1635
-  _globals['_DECIDEBATCHRESULT']._serialized_start=1637
-  _globals['_DECIDEBATCHRESULT']._serialized_end=1753
-  _globals['_DECIDEBATCHRESPONSE']._serialized_start=1755
-  _globals['_DECIDEBATCHRESPONSE']._serialized_end=1825
-  _globals['_GETPOLICYINFOREQUEST']._serialized_start=1827
-  _globals['_GETPOLICYINFOREQUEST']._serialized_end=1849
-  _globals['_RELOADERROR']._serialized_start=1851
-  _globals['_RELOADERROR']._serialized_end=1949
-  _globals['_POLICYINFO']._serialized_start=1952
-  _globals['_POLICYINFO']._serialized_end=2175
-  _globals['_AUTHORIZER']._serialized_start=2234
-  _globals['_AUTHORIZER']._serialized_end=2466
+  _globals['_RESOURCE']._serialized_start=210
+  _globals['_RESOURCE']._serialized_end=365
+  _globals['_CONTEXT']._serialized_start=368
+  _globals['_CONTEXT']._serialized_end=511
+  _globals['_DECIDEREQUEST']._serialized_start=514
+  _globals['_DECIDEREQUEST']._serialized_end=698
+  _globals['_OBLIGATION']._serialized_start=700
+  _globals['_OBLIGATION']._serialized_end=824
+  _globals['_OBLIGATION_PARAMSENTRY']._serialized_start=779
+  _globals['_OBLIGATION_PARAMSENTRY']._serialized_end=824
+  _globals['_REASON']._serialized_start=827
+  _globals['_REASON']._serialized_end=982
+  _globals['_UNMET']._serialized_start=985
+  _globals['_UNMET']._serialized_end=1125
+  _globals['_DECISION']._serialized_start=1128
+  _globals['_DECISION']._serialized_end=1453
+  _globals['_REQUESTERROR']._serialized_start=1455
+  _globals['_REQUESTERROR']._serialized_end=1526
+  _globals['_PROBLEM']._serialized_start=1528
+  _globals['_PROBLEM']._serialized_end=1605
+  _globals['_DECIDEBATCHREQUEST']._serialized_start=1607
+  _globals['_DECIDEBATCHREQUEST']._serialized_end=1673
+  _globals['_DECIDEBATCHRESULT']._serialized_start=1675
+  _globals['_DECIDEBATCHRESULT']._serialized_end=1791
+  _globals['_DECIDEBATCHRESPONSE']._serialized_start=1793
+  _globals['_DECIDEBATCHRESPONSE']._serialized_end=1863
+  _globals['_GETPOLICYINFOREQUEST']._serialized_start=1865
+  _globals['_GETPOLICYINFOREQUEST']._serialized_end=1887
+  _globals['_RELOADERROR']._serialized_start=1889
+  _globals['_RELOADERROR']._serialized_end=1987
+  _globals['_POLICYINFO']._serialized_start=1990
+  _globals['_POLICYINFO']._serialized_end=2213
+  _globals['_AUTHORIZER']._serialized_start=2272
+  _globals['_AUTHORIZER']._serialized_end=2504
 # @@protoc_insertion_point(module_scope)
