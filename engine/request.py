@@ -129,7 +129,7 @@ class RequestReader:
                 stated = values[slot]
                 if stated is not None and stated != value:
                     problems.append(Problem(
-                        path, _shown_value(stated), (_catalog_text(value),),
+                        path, _shown_value(stated), () if value is None else (_plain(value),),
                         f"{path} is stated as {_show(stated)}, but the catalog lists dataset "
                         f"{_show(dataset_id)} with {_catalog_text(value)}; leave {path} out or "
                         "state the catalog's value"))
@@ -233,6 +233,10 @@ class RequestReader:
         return Problem(path, None, tuple(known),
                        f"{path} is not a request attribute" + (f" ({hint})" if hint else "")
                        + f"; known: {', '.join(known)}")
+
+
+def _plain(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _catalog_text(value: Any) -> str:

@@ -77,7 +77,9 @@ def test_error_serialises_for_gateways(policy):
     assert payload["error"] == "invalid_request"
     assert payload["problems"][0] == {
         "attribute": "resource.tier", "value": "secret", "allowed": ["open", "conditional", "closed"],
-        "message": payload["problems"][0]["message"]}
+        "message": "resource.tier 'secret' is not a declared value; allowed: open, conditional, "
+                   "closed"}
+    assert payload["message"] == payload["problems"][0]["message"]  # one problem: its message
 
 
 def test_booleans_default_to_false(policy):

@@ -34,14 +34,14 @@ def copy_policies(tmp_path, name="policies"):
     return target
 
 
-def shipped_is_formatted() -> bool:
-    return subprocess.run([sys.executable, "-m", "tiergate.cli.main", "fmt", "--check",
-                           str(POLICIES)], capture_output=True).returncode == 0
+def test_the_shipped_policies_are_formatted():
+    # The CI below runs `fmt --check`; an unformatted shipped set fails here, saying so.
+    result = subprocess.run([sys.executable, "-m", "tiergate.cli.main", "fmt", "--check",
+                             str(POLICIES)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_ci_passes_on_the_shipped_policies(tmp_path):
-    if not shipped_is_formatted():
-        pytest.skip("the shipped policies/ are not `tiergate fmt` clean yet: run tiergate fmt policies")
     base = copy_policies(tmp_path, "base")
     head = copy_policies(tmp_path)
     # A comment-only change: every gate passes and the diff finds no changed decision.
