@@ -48,6 +48,21 @@ def test_a_clean_set_has_no_findings():
     assert result.diagnostics == ()
 
 
+def test_a_catalogued_dataset_no_rule_can_permit_is_reported():
+    datasets = """
+dataset ds-open { catalog basic_info tier open }
+dataset ds-closed { catalog basic_info tier closed }
+dataset ds-conditional { catalog medical_service tier conditional }
+"""
+    result = lint(rule("open", "permit when resource.tier == open"), GRANT_RULE, datasets)
+    findings = {d.owner: d for d in result.diagnostics if d.code == "TG513"}
+    # Open data is permitted directly, conditional data with a grant (present or not):
+    # only the closed dataset can never be permitted.
+    assert set(findings) == {"ds-closed"}
+    assert findings["ds-closed"].severity == "warning"
+    assert findings["ds-closed"].span.line == 15  # its own line, after the two rules
+
+
 def test_permit_rule_always_overridden_by_a_deny_is_shadowed():
     result = lint(rule("read", "permit when action == query and resource.tier == open"),
                   rule("no-read", "deny when action in [query, copy]"),

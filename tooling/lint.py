@@ -15,7 +15,9 @@ Decided exactly over the decision tree's regions (see `regions`), not by samplin
                 and no deny rule closes — e.g. a closed-tier grant lacking the approvals the
                 rule requires, or a scope outside what any permit rule allows;
 - TG512 warning a grant expires within --expiring-days (re-apply before expiry,
-                福州办法 第二十九条).
+                福州办法 第二十九条);
+- TG513 warning a catalogued dataset no permit rule can ever permit (with any requester,
+                purpose, action or grant): its catalog entry and the rules disagree.
 
 Residual tests (time, texts, grant tests that depend on the request) count as "may hold":
 a rule is reported only when it can *never* take effect, so there are no false alarms;
@@ -102,6 +104,10 @@ def lint_policy(policy: PolicySet, *, now: int, expiring_days: int = 30) -> Lint
     approvers = policy.vocabularies["approver"].values
     org_domain = policy.vocabularies[ORG].values
     live = {g.id for g in policy.grants if now < g.expires}
+    # Datasets by what the tree can tell apart of them; a handful of kinds however large the
+    # catalog is. A kind is permittable when some region that may permit admits it.
+    kinds = _dataset_kinds(policy.catalog)
+    permittable: set[tuple] = set()
     rules: dict[str, _RuleSeen] = {}
     grants = {g.id: _GrantSeen() for g in policy.grants}
     for region in regions(policy.tree.root):
@@ -140,11 +146,44 @@ def lint_policy(policy: PolicySet, *, now: int, expiring_days: int = 30) -> Lint
             seen = rules.setdefault(candidate.rule.id, _RuleSeen())
             seen.regions += 1
             seen.fires = seen.fires or permit_possible
+        if permit_possible:
+            permittable.update(kind for kind in kinds if kind not in permittable and all(
+                region.allows(path, (value,)) for path, value in zip(_DATASET_KIND, kind)))
     diagnostics = _rule_findings(policy, rules) + _grant_findings(
-        policy, grants, now=now, expiring_days=expiring_days)
+        policy, grants, now=now, expiring_days=expiring_days) + _dataset_findings(
+        kinds, permittable)
     uses = tuple(_grant_use(g, grants[g.id], now, org_domain, policy) for g in policy.grants)
     return LintResult(tuple(sorted(diagnostics, key=Diagnostic.sort_key)), uses,
                       coverage_matrix(policy, now=now))
+
+
+# The catalogued attributes the decision tree can branch on.
+_DATASET_KIND = ("resource.catalog_class", "resource.tier", "resource.personal",
+                 "resource.shareable")
+
+
+def _dataset_kinds(catalog: model.Catalog) -> dict[tuple, list[model.Dataset]]:
+    kinds: dict[tuple, list[model.Dataset]] = {}
+    for dataset in catalog.datasets.values():
+        kind = (dataset.catalog_class, dataset.tier, dataset.personal, dataset.shareable)
+        kinds.setdefault(kind, []).append(dataset)
+    return kinds
+
+
+def _dataset_findings(kinds: dict[tuple, list[model.Dataset]], permittable: set) -> list:
+    out = []
+    for kind, datasets in kinds.items():
+        if kind in permittable:
+            continue
+        catalog_class, tier, personal, _ = kind
+        for dataset in datasets:
+            out.append(Diagnostic(
+                "TG513", f"catalogued dataset {dataset.id} ({catalog_class} / {tier}"
+                + (", personal" if personal else "") + ") can never be permitted: no permit "
+                "rule's conditions hold for it, whoever asks and whatever grant exists",
+                dataset.span, "correct its catalog entry, or write the rule that should "
+                "permit it", dataset.id, "warning"))
+    return out
 
 
 def _failed_tests(conjuncts, grant: model.Grant) -> tuple[str, ...]:
