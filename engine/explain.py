@@ -82,8 +82,19 @@ class _Explainer:
             "obligations": [{"id": o.id, "params": dict(o.params),
                              "rules": obligation_sources.get(o.id, [])}
                             for o in d.obligations],
+            "unmet": [u.to_dict() for u in d.unmet],
+            "dataset": self._dataset(),
             "summary": self._summary(),
         }
+
+    def _dataset(self) -> dict | None:
+        """The catalog's entry for the dataset asked about: what it was decided on."""
+        dataset = self.policy.catalog.datasets.get(self.values[SLOT["resource.id"]])
+        if dataset is None:
+            return None
+        return {"id": dataset.id, "label": dataset.label, "catalog_class": dataset.catalog_class,
+                "tier": dataset.tier, "personal": dataset.personal,
+                "owner_org_id": dataset.owner_org_id, "shareable": dataset.shareable}
 
     def _summary(self) -> dict:
         d = self.decision

@@ -53,7 +53,10 @@ def test_page_is_self_contained_and_holds_rules_grants_and_matrix(page_file, pol
     assert page.external == [] and page.scripts == 0
     assert {f"rule-{r.id}" for r in policy.rules} <= page.ids
     assert {f"grant-{g.id}" for g in policy.grants} <= page.ids
-    assert {"rules", "matrix", "grants", "tree", "today", "node-1"} <= page.ids
+    assert {"rules", "catalog", "matrix", "grants", "tree", "today", "node-1"} <= page.ids
+    # every catalogued dataset (policy blocks and the CSV data file) has its row
+    assert {f"dataset-{d}" for d in policy.catalog.datasets} <= page.ids
+    assert "ds-hospitals-open" in policy.catalog.datasets and "医疗机构名录" in text
     # grants expired at NOW are marked; the others are not
     assert page.grants == {g.id: str(g.expires <= instant(NOW)).lower() for g in policy.grants}
     assert page.grants["fz-2025-009"] == "true"

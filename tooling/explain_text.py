@@ -14,6 +14,8 @@ _HEADINGS = {
     "grants": ("授权", "Grants"),
     "obligations": ("义务", "Obligations"),
     "citations": ("依据", "Citations"),
+    "unmet": ("最接近的许可规则及其未满足的条件", "Closest permit rules and what they missed"),
+    "dataset": ("数据资源目录中的数据集", "The dataset, as the catalog lists it"),
 }
 _EFFECT = {"permit": ("许可", "permit"), "deny": ("拒绝", "deny"),
            "obligation": ("义务", "on permit")}
@@ -64,6 +66,20 @@ def render_explanation(explanation: dict, lang: str = "both") -> str:
     out.append(f"  {_say(e['summary'], lang) if lang != 'both' else e['summary']['zh']}")
     if lang == "both":
         out.append(f"  {e['summary']['en']}")
+
+    dataset = e.get("dataset")
+    if dataset:
+        out.append("")
+        out.append(f"{_heading('dataset', lang)}:")
+        out.append(f"  {dataset['id']} {dataset['label']}: {dataset['catalog_class']} / "
+                   f"{dataset['tier']}, personal {_value(dataset['personal'])}, owner "
+                   f"{dataset['owner_org_id'] or '—'}, shareable {_value(dataset['shareable'])}")
+    if e.get("unmet"):
+        out.append("")
+        out.append(f"{_heading('unmet', lang)}:")
+        for unmet in e["unmet"]:
+            out.append(f"  - {unmet['rule_id']} ({unmet['citation']}): "
+                       + _say({"zh": unmet["message_zh"], "en": unmet["message_en"]}, lang))
 
     out.append("")
     out.append(f"{_heading('path', lang)}:")

@@ -44,6 +44,7 @@ def render_report(policy: PolicySet, *, now: int | None = None, title: str = "po
         f"决策树 {policy.tree.node_count} 个节点 tree nodes · 报告时间 as of "
         f"{escape(format_instant(now, 480))}</p>",
         _rules(policy),
+        _catalog(policy),
         _matrix(policy, now),
         _timeline(policy, now),
         _tree(policy),
@@ -63,6 +64,34 @@ def _rules(policy: PolicySet) -> str:
             "</td></tr>")
     return ('<h2 id="rules">规则 Rules</h2><table><tr><th>规则 rule</th><th>效果 effect</th>'
             "<th>依据 citation</th><th>说明 message</th></tr>" + "".join(rows) + "</table>")
+
+
+# A page stays readable: a large catalog is summarised past this many rows.
+CATALOG_ROWS = 500
+
+
+def _catalog(policy: PolicySet) -> str:
+    catalog = policy.catalog
+    if not catalog.exists:
+        return ('<h2 id="catalog">数据资源目录 Catalog</h2><p>未声明数据集：按请求所述属性决策 '
+                "no datasets are declared: requests are decided on the attributes they state.</p>")
+    uncatalogued = ("拒绝 refused" if catalog.uncatalogued == "refuse"
+                    else "按请求所述属性决策 decided as stated")
+    datasets = sorted(catalog.datasets.values(), key=lambda d: d.id)
+    rows = [f'<tr id="dataset-{escape(d.id)}" class="dataset"><td><code>{escape(d.id)}</code></td>'
+            f"<td>{escape(d.label)}</td><td>{escape(_label(policy, 'resource.catalog_class', d.catalog_class))}</td>"
+            f"<td>{escape(_label(policy, 'resource.tier', d.tier))}</td>"
+            f"<td>{'是 yes' if d.personal else '否 no'}</td><td>{escape(d.owner_org_id or '—')}</td>"
+            f"<td>{'是 yes' if d.shareable else '否 no'}</td></tr>"
+            for d in datasets[:CATALOG_ROWS]]
+    more = (f"<p class=muted>另有 {len(datasets) - CATALOG_ROWS} 个数据集未列出 "
+            f"and {len(datasets) - CATALOG_ROWS} more datasets not shown.</p>"
+            if len(datasets) > CATALOG_ROWS else "")
+    return (f'<h2 id="catalog">数据资源目录 Catalog</h2><p>{len(datasets)} 个数据集 datasets · '
+            f"目录外的数据集 an uncatalogued dataset: {uncatalogued}</p>"
+            "<table><tr><th>数据集 dataset</th><th>名称 label</th><th>类别 class</th>"
+            "<th>开放类型 tier</th><th>个人信息 personal</th><th>生产单位 owner</th>"
+            "<th>可共享 shareable</th></tr>" + "".join(rows) + "</table>" + more)
 
 
 def _label(policy: PolicySet, attribute: str, value) -> str:
