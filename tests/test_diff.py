@@ -18,6 +18,7 @@ from tiergate.engine import load_policy_set
 from tiergate.engine.timeutil import parse_instant
 from tiergate.tooling.diff import diff_policies
 
+from conftest import POLICIES as REPO_POLICIES
 from conftest import as_stated_directory, make_request
 
 # The diff compares request classes that may state any tier and class: the shipped set deciding
@@ -224,3 +225,29 @@ def test_a_value_only_one_side_declares_is_reported(tmp_path):
     assert {"open-data-direct", "government-sharing", "conditional-with-approved-grant"} <= {
         r for c in permitted for r in c.new.rules}
     assert not diff.of_kind("newly_denied")
+
+
+def test_a_catalog_edit_is_a_change_even_where_no_rule_changed():
+    from tiergate.engine import compile_sources
+    from tiergate.tooling.diff_render import diff_to_dict, render_text
+
+    vocabulary = (REPO_POLICIES / "vocabulary.policy").read_text(encoding="utf-8")
+    rules = ('rule open { cite "t" message zh "开" en "open" '
+             "permit when resource.tier == open }\n")
+
+    def policy(datasets: str):
+        return compile_sources({"vocabulary.policy": vocabulary, "rules.policy": rules,
+                                "catalog.policy": datasets})
+
+    old = policy("dataset ds-1 { catalog basic_info tier open }\n"
+                 "dataset ds-2 { catalog basic_info tier open }\n")
+    new = policy("dataset ds-1 { catalog basic_info tier closed }\n"
+                 "dataset ds-3 { catalog basic_info tier open }\n")
+    diff = diff_policies(old, new)
+    assert diff.catalog == {"ds-1": {"change": "changed", "tier": ["open", "closed"]},
+                            "ds-2": {"change": "removed"}, "ds-3": {"change": "added"}}
+    assert diff.changed and diff.changes == ()  # the rules decide as before
+    text = render_text(diff, "old", "new")
+    assert "catalog: dataset ds-1 changed in 变更 the catalog: tier open → closed" in text
+    assert diff_to_dict(diff)["catalog"] == diff.catalog
+    assert not diff_policies(old, old).changed

@@ -91,6 +91,10 @@ def _kind(old: Outcome, new: Outcome) -> str:
 class PolicyDiff:
     changes: tuple[Change, ...]
     vocabulary: dict  # vocabulary -> {"added": [...], "removed": [...]}
+    # dataset id -> {"change": "added" | "removed" | "changed", attribute: [old, new], …}:
+    # a request about a catalogued dataset is decided on its entry, so an edited entry changes
+    # its decisions even where no rule changed.
+    catalog: dict
     dimensions: dict  # dimension -> its classes, for reading cubes
     regions: int  # joint tree regions visited
     decided: int  # sub-classes decided on both sides
@@ -110,7 +114,7 @@ class PolicyDiff:
 
     @property
     def changed(self) -> bool:
-        return bool(self.changes or self.vocabulary)
+        return bool(self.changes or self.vocabulary or self.catalog)
 
 
 # ---- the partition ----------------------------------------------------------------------
@@ -378,7 +382,7 @@ def diff_policies(old: PolicySet, new: PolicySet) -> PolicyDiff:
             changes.append(_change(space, cube, a, b))
     changes.sort(key=lambda c: (["newly_permitted", "newly_denied", "changed_details"].index(c.kind),
                                 c.new.rules, c.old.rules, _cube_sort_key(space, c.cube)))
-    return PolicyDiff(tuple(changes), _vocabulary_changes(old, new),
+    return PolicyDiff(tuple(changes), _vocabulary_changes(old, new), catalog_changes(old, new),
                       {d: [_show_class(space, d, v) for v in space.domains[d]]
                        for d in space.dimensions}, regions, decided, space, totals)
 
@@ -501,6 +505,30 @@ def interval_text(space: Space, interval: int) -> str:
     if interval == len(b):
         return f">= {format_instant(b[-1], 480)}"
     return f"[{format_instant(b[interval - 1], 480)}, {format_instant(b[interval], 480)})"
+
+
+_DATASET_FIELDS = ("catalog_class", "tier", "personal", "owner_org_id", "shareable", "label")
+
+
+def catalog_changes(old: PolicySet, new: PolicySet) -> dict:
+    """Datasets added to, removed from or changed in the catalog (and its uncatalogued rule)."""
+    a, b = old.catalog.datasets, new.catalog.datasets
+    out: dict = {}
+    for dataset_id in sorted(a.keys() | b.keys()):
+        if dataset_id not in a:
+            out[dataset_id] = {"change": "added"}
+        elif dataset_id not in b:
+            out[dataset_id] = {"change": "removed"}
+        else:
+            fields = {f: [getattr(a[dataset_id], f), getattr(b[dataset_id], f)]
+                      for f in _DATASET_FIELDS
+                      if getattr(a[dataset_id], f) != getattr(b[dataset_id], f)}
+            if fields:
+                out[dataset_id] = {"change": "changed", **fields}
+    if old.catalog.uncatalogued != new.catalog.uncatalogued:
+        out["(uncatalogued)"] = {"change": "changed",
+                                 "uncatalogued": [old.catalog.uncatalogued, new.catalog.uncatalogued]}
+    return out
 
 
 def _vocabulary_changes(old: PolicySet, new: PolicySet) -> dict:

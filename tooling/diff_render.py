@@ -70,6 +70,7 @@ def diff_to_dict(diff: PolicyDiff) -> dict:
         "changed": diff.changed,
         "summary": summary,
         "vocabulary": diff.vocabulary,
+        "catalog": diff.catalog,
         "changes": [{
             "kind": c.kind,
             "where": describe_cube(space, c.cube),
@@ -114,6 +115,12 @@ def render_text(diff: PolicyDiff, old_name: str, new_name: str) -> str:
             lines.append(f"vocabulary {name}: declared 新增 {', '.join(change['added'])}")
         if change["removed"]:
             lines.append(f"vocabulary {name}: no longer declared 删除 {', '.join(change['removed'])}")
+    for dataset, change in diff.catalog.items():
+        fields = ", ".join(f"{f} {old} → {new}" for f, (old, new) in
+                           ((f, v) for f, v in change.items() if f != "change"))
+        word = {"added": "added to 新增", "removed": "removed from 删除",
+                "changed": "changed in 变更"}[change["change"]]
+        lines.append(f"catalog: dataset {dataset} {word} the catalog" + (f": {fields}" if fields else ""))
     for kind, title in KIND_TITLES.items():
         changes = diff.of_kind(kind)
         if not changes:
