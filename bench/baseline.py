@@ -10,7 +10,7 @@ from workload import Workload
 
 _ELIGIBLE = frozenset({"domestic_enterprise", "university", "research_institute"})
 _RESEARCH = frozenset({"university", "research_institute"})
-_GOVERNMENT = frozenset({"government_agency", "public_institution"})
+_GOVERNMENT = frozenset({"government_agency", "public_institution", "regulator"})
 _ALL_THREE = frozenset({"data_operator", "digital_office", "health_commission"})
 _OPEN_ACTIONS = frozenset({"query", "copy", "download", "analyze"})
 _SHARE_ACTIONS = frozenset({"query", "copy", "analyze", "share"})
@@ -33,7 +33,8 @@ class DictBaseline:
         personal, deidentified = r.get("personal", False), c.get("deidentified", False)
         consent = c.get("consent", False)
         if (c["storage_region"] == "overseas"
-                or (action == "export" and not c.get("security_assessment", False))
+                or ((action == "export" or s["region"] == "overseas")
+                    and not c.get("security_assessment", False))
                 or action == "delete"
                 or (action == "update" and (r.get("owner_org_id") is None
                                             or r.get("owner_org_id") != s.get("org_id")))
@@ -50,9 +51,10 @@ class DictBaseline:
         if action == "update" and r.get("owner_org_id") is not None \
                 and r.get("owner_org_id") == s.get("org_id"):
             return True
-        if tier == "open" and action in _OPEN_ACTIONS:
+        if tier == "open" and not personal and action in _OPEN_ACTIONS:
             return True
         if (org_type in _GOVERNMENT and tier != "closed" and action in _SHARE_ACTIONS
+                and r.get("shareable", False) and not personal
                 and purpose in ("government_administration", "public_health")):
             return True
         if tier == "open":

@@ -43,7 +43,8 @@ def to_casbin(request: dict) -> tuple:
             request["action"], s["org_type"], s["region"], s.get("real_name_verified", False),
             r.get("id") or "", r.get("personal", False), r.get("owner_org_id") or "",
             f"{parse_instant(c['time']):016d}", c["storage_region"], c.get("deidentified", False),
-            c.get("consent", False), c.get("security_assessment", False))
+            c.get("consent", False), c.get("security_assessment", False),
+            r.get("shareable", False))
 
 
 class CasbinEngine:

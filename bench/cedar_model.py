@@ -60,7 +60,7 @@ def to_cedar(request: dict) -> dict:
         "org_type": s["org_type"], "region": s["region"],
         "real_name_verified": s.get("real_name_verified", False),
         "tier": r["tier"], "catalog_class": r["catalog_class"], "resource_id": r.get("id", ""),
-        "personal": r.get("personal", False),
+        "personal": r.get("personal", False), "shareable": r.get("shareable", False),
         "purpose": request["purpose"], "now": parse_instant(c["time"]),
         "storage_region": c["storage_region"], "deidentified": c.get("deidentified", False),
         "consent": c.get("consent", False),

@@ -165,11 +165,13 @@ def _request(org: str, org_type: str, region: str, tier: str, catalog_class: str
              action: str, purpose: str, when: int, *, real_name: bool = True,
              personal: bool = False, deidentified: bool = True, consent: bool = False,
              storage: str = "domestic", assessed: bool = False, owner: str = "fz-hosp-1",
-             catalogued: bool = False) -> dict:
-    # A catalogued dataset is named by id alone, as a gateway does: the catalog says the rest.
-    resource = {"id": dataset} if catalogued else {
+             catalogued: bool = False, shareable: bool = False) -> dict:
+    # A catalogued dataset states only what its catalog entry says too (the baselines read
+    # them; the owner is left to the catalog); an uncatalogued one states everything.
+    resource = {"id": dataset, "catalog_class": catalog_class, "tier": tier,
+                "personal": False} if catalogued else {
         "id": dataset, "catalog_class": catalog_class, "tier": tier, "personal": personal,
-        "owner_org_id": owner}
+        "owner_org_id": owner, "shareable": shareable}
     return {
         "subject": {"id": f"u-{org}", "org_id": org, "org_type": org_type, "region": region,
                     "real_name_verified": real_name},
@@ -214,10 +216,11 @@ def requests(workload: Workload, count: int, seed: int = 11) -> list[dict]:
                 when, personal=rng.random() < 0.2, deidentified=rng.random() < 0.7))
         elif roll < 0.70:  # government sharing
             out.append(_request(
-                f"gov-{i % 20}", rng.choice(["government_agency", "public_institution"]),
+                f"gov-{i % 20}", rng.choice(["government_agency", "public_institution", "regulator"]),
                 rng.choice(REGIONS), rng.choice(["open", "conditional", "closed"]),
                 rng.choice(CLASSES), f"ds-gov-{i % 100}", rng.choice(ACTIONS),
-                rng.choice(["government_administration", "public_health", "commercial"]), when))
+                rng.choice(["government_administration", "public_health", "commercial"]), when,
+                shareable=rng.random() < 0.7))
         elif roll < 0.85:  # deny rules: overseas storage, export, tampering, no real name
             org = rng.choice(workload.orgs) if workload.orgs else Org("org-x", "university", "fuzhou")
             kind = rng.randrange(4)

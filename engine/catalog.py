@@ -44,18 +44,55 @@ def is_catalog_data(name: str) -> bool:
     return name.endswith(DATA_SUFFIXES)
 
 
+class _Row:
+    """Where a data file's row is; spans are made from it only for a diagnostic."""
+
+    __slots__ = ("file", "number", "line")
+
+    def __init__(self, file: str, number: int, line: str):
+        self.file, self.number, self.line = file, number, line
+
+    def span(self, value: object = None) -> Span:
+        return _line_span(self.file, self.number, self.line, value)
+
+    @property
+    def location(self) -> tuple[str, int]:
+        return (self.file, self.number)
+
+
+class _Block:
+    """Where a dataset block's clauses are."""
+
+    __slots__ = ("spans", "block")
+
+    def __init__(self, spans: dict[str, Span], block: ast.Dataset):
+        self.spans, self.block = spans, block
+
+    def span(self, column: str | None = None) -> Span:
+        return self.spans.get(column, self.block.id_span) if column else self.block.span
+
+    @property
+    def location(self) -> Span:
+        return self.block.span
+
+
 @dataclass(frozen=True, slots=True)
 class _Entry:
-    """One dataset as written, in either form: field -> (value, span of the value)."""
+    """One dataset as written, in either form: column -> value, and where it is."""
 
     id: str
-    fields: Mapping[str, tuple[object, Span]]
-    span: Span
-    id_span: Span
+    fields: Mapping[str, object]
+    place: "_Row | _Block"
+
+    def span(self, column: str | None = None) -> Span:
+        if isinstance(self.place, _Block):
+            return self.place.span(column)
+        return self.place.span(self.fields.get(column) if column else None)
 
 
 def _from_block(block: ast.Dataset, report: Report) -> _Entry | None:
-    fields: dict[str, tuple[object, Span]] = {}
+    fields: dict[str, object] = {}
+    spans: dict[str, Span] = {}
     for clause in block.clauses:
         column = _KEYWORD_COLUMN[clause.keyword]
         if column in fields:
@@ -67,8 +104,10 @@ def _from_block(block: ast.Dataset, report: Report) -> _Entry | None:
                    clause.span, owner=block.id)
             return None
         value = clause.values[0]
-        fields[column] = (value.value if isinstance(value, ast.Text) else value.name, value.span)
-    return _Entry(block.id, fields, block.span, block.id_span)
+        fields[column] = value.value if isinstance(value, ast.Text) else value.name
+        spans[column] = value.span
+    spans["id"] = block.id_span
+    return _Entry(block.id, fields, _Block(spans, block))
 
 
 def _line_span(file: str, number: int, line: str, value: object = None) -> Span:
@@ -147,12 +186,10 @@ def _no_duplicate_keys(pairs: list) -> dict:
 
 
 def _entry_from_values(values: Mapping[str, object], file: str, number: int, line: str) -> _Entry:
-    fields = {column: (value, _line_span(file, number, line, value))
-              for column, value in values.items() if value not in ("", None)}
+    fields = {column: value for column, value in values.items() if value not in ("", None)}
     dataset_id = values.get("id")
-    span = _line_span(file, number, line)
-    return _Entry(dataset_id if isinstance(dataset_id, str) else "", fields, span,
-                  fields["id"][1] if "id" in fields else span)
+    return _Entry(dataset_id if isinstance(dataset_id, str) else "", fields,
+                  _Row(file, number, line))
 
 
 def check_catalog(blocks: Sequence[ast.Dataset], settings: Sequence[ast.CatalogSettings],
@@ -165,16 +202,15 @@ def check_catalog(blocks: Sequence[ast.Dataset], settings: Sequence[ast.CatalogS
         reader = _csv_entries if name.endswith(".csv") else _jsonl_entries
         entries.extend(reader(data_files[name], name, report))
     datasets: dict[str, model.Dataset] = {}
-    first: dict[str, Span] = {}
     for entry in entries:
         dataset = _dataset(entry, vocabularies, report)
         if dataset is None:
             continue
-        if dataset.id in first:
+        if dataset.id in datasets:
             report("TG240", f"dataset '{dataset.id}' is listed twice (first at "
-                   f"{first[dataset.id]})", entry.id_span, "list each dataset once", dataset.id)
+                   f"{datasets[dataset.id].span})", entry.span("id"), "list each dataset once",
+                   dataset.id)
             continue
-        first[dataset.id] = entry.id_span
         datasets[dataset.id] = dataset
     if uncatalogued is None:
         uncatalogued = "refuse" if datasets else "as_stated"
@@ -183,19 +219,20 @@ def check_catalog(blocks: Sequence[ast.Dataset], settings: Sequence[ast.CatalogS
 
 def _settings(settings: Sequence[ast.CatalogSettings], report: Report) -> model.Uncatalogued | None:
     chosen = None
-    for block in settings[1:]:
-        report("TG247", f"the catalog settings are declared twice (first at {settings[0].span})",
-               block.span, "keep one `catalog { … }` block")
-    for clause in settings[0].clauses if settings else ():
-        value = clause.values[0].name
-        if value not in _UNCATALOGUED:
-            report("TG247", f"'uncatalogued {value}' is not a choice", clause.values[0].span,
-                   did_you_mean(value, _UNCATALOGUED) or "write uncatalogued refuse or "
-                   "uncatalogued as_stated")
-        elif chosen is not None:
-            report("TG247", "the catalog says 'uncatalogued' twice", clause.span)
-        else:
-            chosen = value
+    for index, block in enumerate(settings):
+        if index:
+            report("TG247", f"the catalog settings are declared twice (first at "
+                   f"{settings[0].span})", block.span, "keep one `catalog { … }` block")
+        for clause in block.clauses:
+            value = clause.values[0].name
+            if value not in _UNCATALOGUED:
+                report("TG247", f"'uncatalogued {value}' is not a choice", clause.values[0].span,
+                       did_you_mean(value, _UNCATALOGUED) or "write uncatalogued refuse or "
+                       "uncatalogued as_stated")
+            elif chosen is not None:
+                report("TG247", "the catalog says 'uncatalogued' twice", clause.span)
+            else:
+                chosen = value
     return chosen
 
 
@@ -203,49 +240,46 @@ def _dataset(entry: _Entry, vocabularies: Mapping[str, model.Vocabulary],
              report: Report) -> model.Dataset | None:
     fields = entry.fields
     owner = entry.id or None
-    ok = True
     if not _ID.fullmatch(entry.id):
-        report("TG244", f"{entry.id or 'a dataset'!r} is not a dataset id", entry.id_span,
+        report("TG244", f"{entry.id or 'a dataset'!r} is not a dataset id", entry.span("id"),
                "an id starts with a letter, then letters, digits, '_', '.' or '-'", owner)
         return None
+    ok = True
     for column in _REQUIRED[1:]:
         if column not in fields:
-            report("TG241", f"dataset {entry.id} has no {_COLUMN_KEYWORD[column]}", entry.id_span,
-                   "every dataset names its catalog class and tier", owner)
+            report("TG241", f"dataset {entry.id} has no {_COLUMN_KEYWORD[column]}",
+                   entry.span("id"), "every dataset names its catalog class and tier", owner)
             ok = False
-    values: dict[str, object] = {}
     for column, vocabulary in (("catalog_class", "resource.catalog_class"),
                                ("tier", "resource.tier")):
-        if column not in fields:
-            continue
-        value, span = fields[column]
+        value = fields.get(column)
         declared = vocabularies.get(vocabulary)
-        if declared is not None and value not in declared.labels:
-            report("TG242", f"dataset {entry.id}: {value!r} is not a declared {vocabulary}", span,
-                   (did_you_mean(value, declared.labels) if isinstance(value, str) else None)
+        if value is not None and declared is not None and value not in declared.labels:
+            report("TG242", f"dataset {entry.id}: {value!r} is not a declared {vocabulary}",
+                   entry.span(column), (did_you_mean(value, declared.labels)
+                                        if isinstance(value, str) else None)
                    or "declared: " + ", ".join(declared.labels), owner)
             ok = False
-        values[column] = value
+    flags = {}
     for column in ("personal", "shareable"):
-        value, span = fields.get(column, (False, entry.span))
+        value = fields.get(column, False)
         if not isinstance(value, (str, bool)) or value not in _BOOLEANS:
             report("TG243", f"dataset {entry.id}: {column} is {value!r}; write true or false",
-                   span, owner=owner)
+                   entry.span(column), owner=owner)
             ok = False
             continue
-        values[column] = _BOOLEANS[value]
+        flags[column] = _BOOLEANS[value]
     for column in ("label", "owner_org_id"):
-        value = fields.get(column, (None, entry.span))[0]
+        value = fields.get(column)
         if value is not None and not isinstance(value, str):
-            report("TG244", f"dataset {entry.id}: {column} must be a text", fields[column][1],
+            report("TG244", f"dataset {entry.id}: {column} must be a text", entry.span(column),
                    owner=owner)
             ok = False
-        values[column] = value
     if not ok:
         return None
-    return model.Dataset(entry.id, values["label"] or entry.id, values["catalog_class"],
-                         values["tier"], values["personal"], values["owner_org_id"],
-                         values["shareable"], entry.span)
+    return model.Dataset(entry.id, fields.get("label") or entry.id, fields["catalog_class"],
+                         fields["tier"], flags["personal"], fields.get("owner_org_id"),
+                         flags["shareable"], entry.place.location)
 
 
 def check_grant_datasets(grants: Sequence[model.Grant], catalog: model.Catalog,

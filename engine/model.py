@@ -155,6 +155,11 @@ class ObligationTemplate:
     from_grant: tuple[str, ...] = ()  # parameter names whose value is a grant attribute
     from_request: tuple[str, ...] = ()  # parameter names whose value is a request attribute
 
+    @property
+    def reads_time(self) -> bool:
+        """Whether a parameter takes context.time (the decision then shows the second)."""
+        return any(value == "context.time" for _, value in self.parameters)
+
 
 @dataclass(frozen=True, slots=True)
 class Rule:
@@ -212,7 +217,16 @@ class Dataset:
     personal: bool
     owner_org_id: str | None
     shareable: bool  # may be shared with government users (福州办法 第十四条)
-    span: Span = field(default=NO_SPAN, compare=False)
+    # Where it is listed: a Span (a dataset block), or (file, line) of a data file's row — a
+    # Span is made only when asked for, since a catalog may hold 100,000 rows.
+    location: "Span | tuple[str, int]" = field(default=NO_SPAN, compare=False)
+
+    @property
+    def span(self) -> Span:
+        if isinstance(self.location, Span):
+            return self.location
+        file, line = self.location
+        return Span(file, line, 1, line, 2)
 
     @property
     def decided(self) -> tuple:

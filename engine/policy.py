@@ -140,7 +140,10 @@ class PolicySet:
         else:
             self._default_reasons, self._default_obligations = (DEFAULT_DENY,), ()
         self._merged_outputs: dict[tuple, tuple] = {}
-        self._why_not = WhyNot(checked, self.grant_index, checked.unmet_citations)
+        # Obligations made from requests, by (template, grant, the request values they read).
+        self._made: dict[tuple, Obligation] = {}
+        self._why_not = WhyNot(checked, self.grant_index, checked.unmet_citations,
+                               self._time_literals)
 
     @property
     def rules(self) -> tuple[model.Rule, ...]:
@@ -242,31 +245,41 @@ class PolicySet:
         reasons, obligations, grant_id, per_request = self._merged(deciding)
         valid_until = self.stable_until(values)
         if per_request:
-            obligations, valid_until = self._made_per_request(obligations, values, valid_until)
+            obligations, valid_until = self._made_per_request(obligations, per_request, values,
+                                                              valid_until)
         return Decision(effect, grant_id, obligations, reasons, self.revision, _ids.next(),
                         valid_until)
 
-    @staticmethod
-    def _made_per_request(merged: tuple, values: list, valid_until: int | None):
-        """`merged` with each (template, grant) placeholder made into its obligation."""
-        made: dict = {}
-        for item in merged:
-            if item.__class__ is tuple:
-                template, grant = item
-                item = _request_obligation(template, values, grant)
-                if any(value == "context.time" for _, value in template.parameters):
-                    # The parameter shows the second decided at: the same answer is good until
-                    # the next one (caches follow valid_until).
-                    now = values[TIME_SLOT]
-                    next_second = now - now % 1_000_000 + 1_000_000
-                    valid_until = next_second if valid_until is None else min(valid_until,
-                                                                              next_second)
-            made.setdefault((item.id, tuple(item.params.items())), item)
-        return tuple(made.values()), valid_until
+    def _made_per_request(self, merged: tuple, per_request: tuple, values: list,
+                          valid_until: int | None):
+        """`merged` with the (template, grant) placeholder at each index of `per_request` made
+        into its obligation; equal ones are remembered and shared (they are immutable)."""
+        made = list(merged)
+        now = values[TIME_SLOT]
+        for index in per_request:
+            template, grant = merged[index]
+            # PERF: the same dataset asked about in the same second gets the same obligation.
+            key = (id(template), grant.id if grant is not None else None,
+                   tuple(values[SLOT[path]] if path != "context.time" else now - now % 1_000_000
+                         for name, path in template.parameters if name in template.from_request))
+            obligation = self._made.get(key)
+            if obligation is None:
+                obligation = _request_obligation(template, values, grant)
+                if len(self._made) < _MERGED_LIMIT:
+                    self._made[key] = obligation
+            made[index] = obligation
+            if template.reads_time:
+                # The parameter shows the second decided at: the same answer is good until
+                # the next one (caches follow valid_until).
+                next_second = now - now % 1_000_000 + 1_000_000
+                valid_until = next_second if valid_until is None else min(valid_until, next_second)
+        if len(per_request) > 1:  # two rules asking the same of the request: keep one
+            made = list({(o.id, tuple(o.params.items())): o for o in made}.values())
+        return tuple(made), valid_until
 
-    def _merged(self, deciding: tuple) -> tuple[tuple[Reason, ...], tuple, str | None, bool]:
+    def _merged(self, deciding: tuple) -> tuple[tuple[Reason, ...], tuple, str | None, tuple]:
         """Reasons, obligations (first of each id and parameters) and grant of the deciding rules,
-        and whether some obligation is still to be made from the request.
+        and the indexes of the obligations still to be made from the request.
 
         `deciding` is ((rule id, bound grant or None), …) in rule order, obligation rules last.
         An obligation whose parameters read the request stands as a (template, grant) pair in
@@ -294,8 +307,9 @@ class PolicySet:
                 obligations[(rule_id, template.id, "per request")] = (template, grant)
             if grant is not None and grant_id is None:
                 grant_id = grant.id
-        per_request = any(o.__class__ is tuple for o in obligations.values())
-        found = (tuple(reasons), tuple(obligations.values()), grant_id, per_request)
+        merged = tuple(obligations.values())
+        per_request = tuple(i for i, o in enumerate(merged) if o.__class__ is tuple)
+        found = (tuple(reasons), merged, grant_id, per_request)
         if len(self._merged_outputs) < _MERGED_LIMIT:
             self._merged_outputs[key] = found
         return found

@@ -36,23 +36,14 @@ def parse_instant(text: str) -> int:
     if match is None:
         raise ValueError("it is not RFC 3339 (write e.g. 2026-11-22T10:00:00+08:00 or "
                          "2026-11-22T02:00:00Z)")
-    year, month, day, hour, minute, second, fraction, _z, sign, off_h, off_m = match.groups()
+    if match.group(8) == "z" or "t" in text:
+        text = text.upper()  # RFC 3339 allows t and z; only digits and signs are left
+    # PERF: the pattern fixed the form; datetime (in C) checks the ranges and does the sums.
     try:
-        ordinal = date(int(year), int(month), int(day)).toordinal()
+        moment = datetime.fromisoformat(text)
     except ValueError as problem:
-        raise ValueError(f"its date is not a calendar date ({problem})") from None
-    if int(hour) > 23 or int(minute) > 59 or int(second) > 59:
-        raise ValueError("its time of day is out of range (hours 00-23, minutes and seconds 00-59)")
-    offset = 0
-    if sign is not None:
-        if int(off_h) > 23 or int(off_m) > 59:
-            raise ValueError("its UTC offset is out of range (-23:59 to +23:59)")
-        offset = (int(off_h) * 60 + int(off_m)) * 60_000_000
-        if sign == "-":
-            offset = -offset
-    micros = int((fraction or "0").ljust(6, "0")[:6])
-    seconds = int(hour) * 3600 + int(minute) * 60 + int(second)
-    instant = (ordinal - _EPOCH_DAY) * _DAY_MICROS + seconds * 1_000_000 + micros - offset
+        raise ValueError(f"it is not a valid RFC 3339 date and time ({problem})") from None
+    instant = (moment - _EPOCH) // _MICROSECOND
     if not _FIRST <= instant <= _LAST:
         raise ValueError("in UTC it falls outside the years 0001-9999")
     return instant

@@ -17,6 +17,7 @@ Two cases, by what the decision tree already knows at the leaf the request reach
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from typing import Mapping
 
 from . import model
@@ -32,6 +33,10 @@ MAX_RULES = 3  # rules reported per denial: the closest few, not the whole polic
 _REMEMBERED = 4096  # enumerated-value combinations remembered; past it, worked out each time
 _ORG, _TIER, _CLASS = SLOT["subject.org_id"], SLOT["resource.tier"], SLOT["resource.catalog_class"]
 _PURPOSE, _ACTION = SLOT["purpose"], SLOT["action"]
+# The request values a leaf candidate's grant and residual tests read (texts and grant scope).
+_RESIDUAL_SLOTS = tuple(SLOT[p] for p in ("subject.id", "subject.org_id", "resource.id",
+                                          "resource.owner_org_id", "resource.tier",
+                                          "resource.catalog_class", "purpose", "action"))
 
 
 def describe_atom(atom: model.Atom) -> str:
@@ -69,8 +74,9 @@ class WhyNot:
     except for its bounded memo, which is safe to share between threads."""
 
     def __init__(self, checked: model.CheckedPolicy, grant_index: GrantIndex,
-                 citations: Mapping[str, str]):
+                 citations: Mapping[str, str], time_literals: tuple[int, ...] = ()):
         self._rules = [r for r in checked.rules if r.effect == "permit"]
+        self._time_literals = time_literals
         self._vocabularies = checked.vocabularies
         self._index = grant_index
         self._citations = citations
@@ -93,7 +99,18 @@ class WhyNot:
     def unmet(self, candidates: tuple, values: list) -> tuple[Unmet, ...]:
         """`candidates`: the permit candidates of the leaf the request reached."""
         if candidates:
-            return self._closest([self._candidate(c, values) for c in candidates])
+            # What the candidates' residual tests and the grants can see of the request: its
+            # texts, scope, and where its time falls among the instants that change anything.
+            now = values[TIME_SLOT]
+            key = (id(candidates), *(values[slot] for slot in _RESIDUAL_SLOTS),
+                   bisect_right(self._index.expiries.get(values[_ORG], ()), now),
+                   bisect_right(self._time_literals, now))
+            found = self._remembered.get(key)
+            if found is None:
+                found = self._closest([self._candidate(c, values) for c in candidates])
+                if len(self._remembered) < _REMEMBERED:
+                    self._remembered[key] = found
+            return found
         key = tuple(values[slot] for slot in self._slots)
         found = self._remembered.get(key)
         if found is None:

@@ -254,3 +254,17 @@ grant g-wrong-tier { grantee fzu tier conditional catalog public_health dataset 
     assert "ds-epidemc-2025" in by_code["TG245"].message
     assert "did you mean ds-epidemic-2025" in by_code["TG245"].help
     assert "closed" in by_code["TG246"].help
+
+
+def test_a_dataset_block_is_checked_like_a_grant(policy):
+    from tiergate.engine import DiagnosticError
+    sources = dict(policy.sources)
+    sources["more.policy"] = ("dataset ds-b1 {\n  catalog genomic\n  personal yes\n}\n"
+                              "catalog {\n  uncatalogued ignore\n}\n")
+    with pytest.raises(DiagnosticError) as caught:
+        compile_sources(sources)
+    found = {(d.code, d.span.line) for d in caught.value.diagnostics}
+    assert {("TG241", 1), ("TG242", 2), ("TG243", 3), ("TG247", 5), ("TG247", 6)} <= found
+    messages = " ".join(d.message + " " + (d.help or "") for d in caught.value.diagnostics)
+    assert "has no tier" in messages and "'genomic' is not a declared" in messages
+    assert "the catalog settings are declared twice" in messages  # catalog.policy has one
