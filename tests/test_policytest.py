@@ -199,3 +199,15 @@ expect.effect = "DENY"
 """)
     with pytest.raises(TestFileError, match=r"case 1 'local time'.*no UTC offset"):
         load_suite(path)
+
+
+def test_every_shipped_case_names_the_deciding_rule_or_the_refused_attributes():
+    from tiergate.tooling.policytest import discover, load_suites
+
+    cases = [c for s in load_suites(discover(POLICIES)) for c in s.cases]
+    assert cases and all(c.expect.rules or c.expect.error for c in cases), \
+        [c.name for c in cases if not (c.expect.rules or c.expect.error)]
+    # ... and the why-not kinds the shipped rules can produce are all pinned by some case.
+    kinds = {u if isinstance(u, str) else u.requirement
+             for c in cases for u in (c.expect.unmet or [])}
+    assert {"attribute", "grant_missing", "grant_expired", "grant_scope", "grant_approval"} <= kinds

@@ -268,3 +268,21 @@ def test_a_dataset_block_is_checked_like_a_grant(policy):
     messages = " ".join(d.message + " " + (d.help or "") for d in caught.value.diagnostics)
     assert "has no tier" in messages and "'genomic' is not a declared" in messages
     assert "the catalog settings are declared twice" in messages  # catalog.policy has one
+
+
+def test_a_failed_time_or_text_test_is_named_as_an_unmet_condition(policy):
+    vocabulary = policy.sources[str(POLICIES / "vocabulary.policy")]
+    pilot = compile_sources({"vocabulary.policy": vocabulary, "rules.policy": """
+rule pilot {
+  cite "试点通知 第三条"
+  message zh "试点期内开放" en "Open during the pilot"
+  permit when resource.tier == open and context.time < 2026-01-01T00:00:00+08:00
+}
+"""})
+    request = make_request(resource__tier="open", context__time=None)
+    decision = pilot.decide(request, now=NOW)
+    assert decision.effect == "DENY"
+    [unmet] = decision.unmet
+    assert (unmet.rule_id, unmet.requirement, unmet.citation) == ("pilot", "condition", "试点通知 第三条")
+    assert "context.time < 2025-12-31T16:00:00Z" in unmet.message_en and unmet.message_zh
+    assert pilot.decide(request, now=NOW - 400 * 86_400_000_000).effect == "PERMIT"
