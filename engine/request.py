@@ -36,10 +36,14 @@ class Problem:
     value: Any
     allowed: tuple[str, ...]
     message: str
+    message_zh: str = ""  # the same in Chinese, where the problem is more than a bad value
 
     def to_dict(self) -> dict:
-        return {"attribute": self.attribute, "value": self.value, "allowed": list(self.allowed),
-                "message": self.message}
+        out = {"attribute": self.attribute, "value": self.value, "allowed": list(self.allowed),
+               "message": self.message}
+        if self.message_zh:
+            out["message_zh"] = self.message_zh
+        return out
 
 
 class RequestError(ValueError):
@@ -60,7 +64,9 @@ def requested_time_refused(value: Any) -> RequestError:
         "context.time", _shown_value(value), (),
         "context.time is not accepted here: a served decision is made at the server's clock "
         "(a requested time could re-open an expired grant); leave context.time out, or run a "
-        "what-if server with accept_request_time = true")])
+        "what-if server with accept_request_time = true",
+        "此处不接受 context.time：服务端以自身时钟决策（请求指定的时间可能使已到期的授权重新生效）；"
+        "请去掉 context.time")])
 
 
 def shorten(text: str, limit: int = SHOWN_CHARACTERS) -> str:
@@ -132,17 +138,22 @@ class RequestReader:
                         path, _shown_value(stated), () if value is None else (_plain(value),),
                         f"{path} is stated as {_show(stated)}, but the catalog lists dataset "
                         f"{_show(dataset_id)} with {_catalog_text(value)}; leave {path} out or "
-                        "state the catalog's value"))
+                        "state the catalog's value",
+                        f"请求声明 {path} 为 {_show(stated)}，但数据资源目录中数据集 "
+                        f"{_show(dataset_id)} 为 {_catalog_text(value)}；请省略该属性或与目录一致"))
                 values[slot] = value
         elif self._catalog.uncatalogued == "refuse":
             if dataset_id is None:
                 problems.append(Problem("resource.id", None, (),
                                         "resource.id is required: this policy set decides only "
-                                        "on datasets its catalog lists"))
+                                        "on datasets its catalog lists",
+                                        "缺少 resource.id：本策略只对数据资源目录中的数据集决策"))
             else:
                 problems.append(Problem("resource.id", _shown_value(dataset_id), (),
                                         f"resource.id {_show(dataset_id)} is not in the catalog; "
-                                        "this policy set decides only on catalogued datasets"))
+                                        "this policy set decides only on catalogued datasets",
+                                        f"数据集 {_show(dataset_id)} 不在数据资源目录中；"
+                                        "本策略只对目录中的数据集决策"))
         else:
             for slot, path, required, default, allowed in self._deferred:
                 if values[slot] is None:

@@ -146,5 +146,6 @@ def request_error_to_proto(error: RequestError) -> pb.RequestError:
     return pb.RequestError(
         message=str(error),
         problems=[pb.Problem(attribute=p.attribute, value=_text(p.value),
-                             allowed=[str(a) for a in p.allowed], message=p.message)
+                             allowed=[str(a) for a in p.allowed], message=p.message,
+                             message_zh=p.message_zh)
                   for p in error.problems])

@@ -260,7 +260,9 @@ def _request_denied(error: RequestError, revision: str) -> external_auth_pb2.Che
     reasons = []
     for p in error.problems:
         kind = ATTRIBUTES[p.attribute].kind if p.attribute in ATTRIBUTES else None
-        if p.value is None:
+        if p.message_zh:
+            zh = f"请求：{p.message_zh}"
+        elif p.value is None:
             zh = f"请求：缺少 {p.attribute}"
         elif kind is Kind.ENUM:
             zh = f"请求：{p.attribute} 的值 {p.value!r} 未在策略中声明；允许的值：{'、'.join(p.allowed)}"

@@ -162,16 +162,18 @@ class RequestError(_message.Message):
     def __init__(self, message: _Optional[str] = ..., problems: _Optional[_Iterable[_Union[Problem, _Mapping]]] = ...) -> None: ...
 
 class Problem(_message.Message):
-    __slots__ = ("attribute", "value", "allowed", "message")
+    __slots__ = ("attribute", "value", "allowed", "message", "message_zh")
     ATTRIBUTE_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     ALLOWED_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ZH_FIELD_NUMBER: _ClassVar[int]
     attribute: str
     value: str
     allowed: _containers.RepeatedScalarFieldContainer[str]
     message: str
-    def __init__(self, attribute: _Optional[str] = ..., value: _Optional[str] = ..., allowed: _Optional[_Iterable[str]] = ..., message: _Optional[str] = ...) -> None: ...
+    message_zh: str
+    def __init__(self, attribute: _Optional[str] = ..., value: _Optional[str] = ..., allowed: _Optional[_Iterable[str]] = ..., message: _Optional[str] = ..., message_zh: _Optional[str] = ...) -> None: ...
 
 class DecideBatchRequest(_message.Message):
     __slots__ = ("requests",)
