@@ -86,7 +86,8 @@ def test_decide_uses_now_for_requests_without_time():
 
 def test_decide_rejects_input_that_is_not_json():
     result = tiergate("decide", POLICIES, input="{not json")
-    assert result.returncode == 1 and "line 1 is not JSON" in result.stderr
+    assert result.returncode == 1 and "the input is not a JSON request" in result.stderr
+    assert result.stdout == ""
 
 
 @pytest.mark.parametrize("args", [("decide",), ("check",)])
