@@ -24,6 +24,7 @@ EXPIRY = parse_instant("2027-06-30T00:00:00+08:00")  # fz-2026-017's expiry
 TIMED = [make_request(), make_request(action="delete"), make_request(action="analyze"),
          make_request(resource__tier="open", action="copy")]
 TIMELESS = [make_request(context__time=None), make_request(context__time=None, action="analyze")]
+SERVER_NOW = parse_instant("2026-11-22T10:00:00.250+08:00")
 
 
 def _edit(text: str, old: str, new: str) -> str:
@@ -102,7 +103,9 @@ def test_reloads_under_load_never_fail_a_call_nor_mix_policies(tmp_path):
             except grpc.RpcError as error:
                 failures.append((error.code(), error.details()))
 
-    with running_server(policies, reload_interval=0.02) as (_, stub, _):
+    # A fixed server clock: the timeless requests' decisions (cite_source shows the second
+    # decided at) are then the engine's at the same instant.
+    with running_server(policies, reload_interval=0.02, clock=lambda: SERVER_NOW) as (_, stub, _):
         threads = [threading.Thread(target=client, args=(stub, i)) for i in range(3)]
         for thread in threads:
             thread.start()
@@ -138,7 +141,8 @@ def test_reloads_under_load_never_fail_a_call_nor_mix_policies(tmp_path):
     assert {d.policy_revision for _, d in answers} == set(engines)  # every state was served
     for request, decision in answers:
         engine = engines[decision.policy_revision]  # KeyError: a revision never loaded whole
-        assert proto_summary(decision) == engine_summary(engine.decide(request)), request
+        assert proto_summary(decision) == engine_summary(engine.decide(request, now=SERVER_NOW)), \
+            request
     assert all(len(revisions) == 1 for revisions in batches)
 
 
