@@ -12,6 +12,8 @@ from typing import Literal, Union
 
 from tiergate.grammar.diagnostics import NO_SPAN, Span
 
+from .schema import CATALOGUED
+
 # "obligation" rules (`on permit when …`) add obligations to a permit but never decide.
 Effect = Literal["permit", "deny", "obligation"]
 
@@ -230,8 +232,9 @@ class Dataset:
 
     @property
     def decided(self) -> tuple:
-        """The values a request about this dataset is decided on, in schema.CATALOGUED order."""
-        return (self.catalog_class, self.tier, self.personal, self.owner_org_id, self.shareable)
+        """The values a request about this dataset is decided on, in schema.CATALOGUED order
+        (each catalogued attribute's key is the name of the field that holds it)."""
+        return tuple(getattr(self, attribute.key) for attribute in CATALOGUED)
 
 
 # What a request naming a dataset the catalog does not list gets: refused (the default once a

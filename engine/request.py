@@ -98,6 +98,7 @@ class RequestReader:
         deferred = self._catalog is not None
         # (slot, section, key, kind, allowed values, required, path, default) per attribute.
         self._table = []
+        # INVARIANT: in schema.CATALOGUED order, as model.Dataset.decided gives the values.
         self._deferred = []
         for attribute in REQUEST_ATTRIBUTES:
             allowed = None
