@@ -16,7 +16,6 @@ the attributes it states itself.
 from __future__ import annotations
 
 import csv
-import json
 import re
 from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping, Sequence
@@ -25,6 +24,7 @@ from tiergate.grammar import ast
 from tiergate.grammar.diagnostics import Span, did_you_mean
 
 from . import model
+from .strict_json import parse_json
 
 DATA_SUFFIXES = (".catalog.csv", ".catalog.jsonl")
 COLUMNS = ("id", "label", "catalog_class", "tier", "personal", "owner_org_id", "shareable")
@@ -157,8 +157,8 @@ def _jsonl_entries(text: str, file: str, report: Report) -> Iterator[_Entry]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line, object_pairs_hook=_no_duplicate_keys)
-        except (ValueError, RecursionError) as problem:
+            record = parse_json(line)
+        except ValueError as problem:
             report("TG244", f"{file}:{number}: not a JSON object: {problem}",
                    _line_span(file, number, line), "one JSON object per line")
             continue
@@ -174,15 +174,6 @@ def _jsonl_entries(text: str, file: str, report: Report) -> Iterator[_Entry]:
                    hint or "fields: " + ", ".join(COLUMNS))
             continue
         yield _entry_from_values(record, file, number, line)
-
-
-def _no_duplicate_keys(pairs: list) -> dict:
-    out = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"the key {key!r} appears twice")
-        out[key] = value
-    return out
 
 
 def _entry_from_values(values: Mapping[str, object], file: str, number: int, line: str) -> _Entry:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from tiergate.engine import PolicySet
 from tiergate.engine import model
-from tiergate.engine.timeutil import format_instant
+from tiergate.engine.whynot import describe_atom
 from tiergate.grammar.diagnostics import Diagnostic
 
 from .matrix import ORG, Matrix, coverage_matrix
@@ -196,23 +196,6 @@ def _failed_tests(conjuncts, grant: model.Grant) -> tuple[str, ...]:
                 text = describe_atom(literal.atom)
                 out.append(text if literal.positive else f"not ({text})")
     return tuple(dict.fromkeys(out))
-
-
-def describe_atom(atom: model.Atom) -> str:
-    match atom:
-        case model.ApprovedBy(approvers=approvers, quantifier=quantifier):
-            names = sorted(approvers)
-            if len(names) == 1 and quantifier == "all":
-                return f"grant.approved_by has {names[0]}"
-            return f"grant.approved_by has {quantifier} [{', '.join(names)}]"
-        case model.Before(left=left, right=right):
-            show = lambda x: format_instant(x) if isinstance(x, int) else x  # noqa: E731
-            return f"{show(left)} < {show(right)}"
-        case model.TextIn(attribute=path, values=values, other=None):
-            return f"{path} in [{', '.join(sorted(values))}]"
-        case model.TextIn(attribute=path, other=other):
-            return f"{path} == {other}"
-    return repr(atom)
 
 
 def _ordered(policy: PolicySet, ids) -> list[str]:
