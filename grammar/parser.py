@@ -296,10 +296,11 @@ def _syntax_diagnostic(error: UnexpectedInput, file: str, text: str) -> Diagnost
         lines = text.splitlines() or [""]
         line, column = len(lines), len(lines[-1]) + 1
     elif isinstance(error, UnexpectedToken):
-        found, width = f"'{error.token}'", max(len(str(error.token)), 1)
+        token = str(error.token)
+        found, width = f"'{token[:60]}{'…' if len(token) > 60 else ''}'", max(min(len(token), 60), 1)
     elif isinstance(error, UnexpectedCharacters):
         rest = text.splitlines()[line - 1][column - 1:] if line >= 1 else ""
-        word = re.match(r"\S+", rest)
+        word = re.match(r"\S{1,60}", rest)  # enough to recognise it; never a whole long line
         found = f"'{word.group(0)}'" if word else "a character it cannot read"
         width = len(word.group(0)) if word else 1
     else:
