@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import os
+import stat
 from pathlib import Path
 from typing import Mapping
 
-from tiergate.grammar.diagnostics import Diagnostic, DiagnosticError
+from tiergate.grammar.diagnostics import Diagnostic, DiagnosticError, Span
 from tiergate.grammar.parser import parse_policy
 
 from .catalog import DATA_SUFFIXES, is_catalog_data
@@ -16,36 +18,131 @@ from .check import check_policy
 from .policy import PolicySet
 
 POLICY_SUFFIX = ".policy"
+SUFFIXES = (POLICY_SUFFIX, *DATA_SUFFIXES)
+# Limits on what a load reads: a policy set is reviewed text, not bulk data. A catalog of
+# 100,000 datasets is about 8 MB.
+MAX_FILE_BYTES = 32 * 2**20
+MAX_SET_BYTES = 128 * 2**20
+
+
+def _error(code: str, message: str, help: str | None = None) -> Diagnostic:
+    return Diagnostic(code, message, None, help)
 
 
 def policy_files(directory: str | Path) -> list[Path]:
-    """The files of a set — policy files and catalog data files — in a stable order (by path)."""
+    """The files of a set — policy files and catalog data files — in a stable order (by path).
+
+    Every entry under the directory (sub-directories included, symbolic links followed) whose
+    name ends in .policy, .catalog.csv or .catalog.jsonl is one; anything among them that is not
+    a readable regular file (a dangling link, a FIFO, a directory so named), and any directory
+    that cannot be listed, is an error naming the path: a load never goes on without a file.
+    """
     root = Path(directory)
     if not root.is_dir():
-        raise DiagnosticError([Diagnostic("TG001", f"{directory} is not a directory", None,
-                                          "name the directory that holds the *.policy files")])
-    return sorted(p for p in root.rglob("*")
-                  if p.name.endswith((POLICY_SUFFIX, *DATA_SUFFIXES)) and p.is_file())
+        raise DiagnosticError([_error("TG001", f"{directory} is not a directory",
+                                      "name the directory that holds the *.policy files")])
+    found, problems, seen = [], [], set()
+    pending = [root]
+    while pending:
+        folder = pending.pop()
+        real = os.path.realpath(folder)
+        if real in seen:
+            problems.append(_error("TG004", f"{folder} leads back to a directory already read "
+                                   "(a symbolic link cycle)", "remove the link"))
+            continue
+        seen.add(real)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as problem:
+            problems.append(_error("TG004", f"{folder}: the directory cannot be read "
+                                   f"({problem.strerror})", "make it readable by the server, "
+                                   "or move it out of the policy directory"))
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            try:
+                is_dir = entry.is_dir()  # follows symbolic links
+            except OSError:
+                is_dir = False
+            if is_dir and entry.name.endswith(SUFFIXES):
+                problems.append(_error("TG004", f"{path} is a directory, not a policy file",
+                                       "rename it: a name ending in .policy is a policy file"))
+            elif is_dir:
+                pending.append(path)
+            elif entry.name.endswith(SUFFIXES):
+                try:
+                    regular = stat.S_ISREG(os.stat(path).st_mode)
+                except OSError as problem:
+                    problems.append(_error("TG004", f"{path} cannot be read ({problem.strerror}"
+                                           + (": a dangling symbolic link" if entry.is_symlink()
+                                              else "") + ")", "fix or remove it"))
+                    continue
+                if not regular:
+                    problems.append(_error("TG004", f"{path} is not a regular file",
+                                           "a policy file must be a plain file"))
+                    continue
+                found.append(path)
+    if problems:
+        raise DiagnosticError(problems)
+    return sorted(found)
+
+
+def _read_whole(path: Path) -> bytes:
+    """A file's bytes, read whole; OSError or ValueError (too large, not a regular file)."""
+    # O_NONBLOCK: a FIFO swapped in after the check above must not block the load.
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(descriptor, "rb") as file:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            raise ValueError("it is not a regular file")
+        data = file.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise ValueError(f"it is larger than {MAX_FILE_BYTES // 2**20} MiB")
+    return data
 
 
 def read_policy_sources(directory: str | Path) -> dict[str, str]:
-    """{path as shown in messages: text} for every policy file in the directory."""
+    """{path as shown in messages: text} for every file of the set, each read whole.
+
+    The text is the file's exact bytes decoded (line endings and a byte order mark kept), so
+    `revision_of` hashes what is on disk. Every unreadable, oversized or non-UTF-8 file is a
+    diagnostic naming it; any one of them fails the load.
+    """
     files = policy_files(directory)
     if not any(p.name.endswith(POLICY_SUFFIX) for p in files):
-        raise DiagnosticError([Diagnostic("TG002", f"{directory} holds no {POLICY_SUFFIX} files",
-                                          None)])
-    sources = {}
+        raise DiagnosticError([_error("TG002", f"{directory} holds no {POLICY_SUFFIX} files")])
+    sources, problems, total = {}, [], 0
     for path in files:
         try:
-            sources[str(path)] = path.read_text(encoding="utf-8")
+            data = _read_whole(path)
+        except OSError as problem:
+            problems.append(_error("TG004", f"{path} cannot be read ({problem.strerror})",
+                                   "make it readable by the server"))
+            continue
+        except ValueError as problem:
+            problems.append(_error("TG005", f"{path} is not loaded: {problem}",
+                                   f"a file may hold at most {MAX_FILE_BYTES // 2**20} MiB"))
+            continue
+        total += len(data)
+        try:
+            sources[str(path)] = data.decode("utf-8")
         except UnicodeDecodeError as problem:
-            raise DiagnosticError([Diagnostic("TG003", f"{path} is not UTF-8 text: {problem}",
-                                              None, "save the file as UTF-8")]) from None
+            line = data.count(b"\n", 0, problem.start) + 1
+            problems.append(Diagnostic(
+                "TG003", f"{path} is not UTF-8 text: byte {problem.start + 1} (line {line}) is "
+                f"{data[problem.start:problem.start + 1]!r}",
+                Span(str(path), line, 1, line, 2), "save the file as UTF-8"))
+    if total > MAX_SET_BYTES:
+        problems.append(_error("TG006", f"{directory}: the policy set holds {total // 2**20} MiB, "
+                               f"more than {MAX_SET_BYTES // 2**20} MiB",
+                               "a policy set is reviewed text; keep bulk data out of it"))
+    if problems:
+        raise DiagnosticError(problems)
     return sources
 
 
 def revision_of(sources: Mapping[str, str], root: str | Path | None = None) -> str:
-    """A content hash of the policy files (names relative to the set's directory, and texts)."""
+    """A hash of the policy files: their paths relative to the set's directory and their exact
+    bytes (as read: line endings included), so any change at all is a new revision."""
     digest = hashlib.sha256()
     for name in sorted(sources):
         relative = Path(name).relative_to(root).as_posix() if root is not None else name

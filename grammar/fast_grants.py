@@ -23,18 +23,18 @@ from .diagnostics import Span
 # unterminated string is skipped to the end of its line in one step (Lark then reports it)
 # instead of being retried from every quote inside it.
 # Top-level scan: strings and comments are skipped so braces inside them do not count.
-_SCAN = re.compile(r'"(?:[^"\\\n]|\\.)*+"?|#[^\n]*+|[{}]|(?<![\w.\-])grant\b')
+_SCAN = re.compile(r'"(?:[^"\\\n]|\\.)*+"?|#[^\r\n]*+|[{}]|(?<![\w.\-])grant\b')
 _HEAD = re.compile(r"grant([ \t\f\r\n]+)([A-Za-z][A-Za-z0-9_.\-]*)[ \t\f\r\n]*\{")
 _TOKEN = re.compile(r"""
     (?P<ws>[ \t\f\r\n]+)
-  | (?P<comment>\#[^\n]*)
-  | (?P<string>"(?:[^"\\\n]|\\.)*+")
+  | (?P<comment>\#[^\r\n]*+)
+  | (?P<string>"(?:[^"\\\x00-\x1f\x7f]|\\[^\x00-\x1f\x7f])*+")
   | (?P<instant>\d{4}-\d{2}-\d{2}[0-9T:.+\-Z]*)
   | (?P<word>[A-Za-z_][A-Za-z0-9_.\-]*)
   | (?P<comma>,)
   | (?P<close>\})
 """, re.VERBOSE)
-_ONLY_LAYOUT = re.compile(r"(?:[ \t\f\r\n]++|#[^\n]*+)*+")
+_ONLY_LAYOUT = re.compile(r"(?:[ \t\f\r\n]++|#[^\r\n]*+)*+")
 _SYMBOL = re.compile(r"[a-z_][a-z0-9_]*")
 _IDENT = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]*")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+import unicodedata
 from functools import lru_cache
 from importlib import resources
 
@@ -16,21 +17,48 @@ from .fast_grants import read_simple_grants
 
 
 # Lark calls lexer callbacks for ignored terminals too; that is how comments survive. The
-# parser is built once, so the callback appends to the list of whichever parse is running
-# on this thread.
-_comment_sink = threading.local()
+# parser is built once, so the callbacks use the state of whichever parse is running on this
+# thread: the comments found so far and the text being read.
+_lexing = threading.local()
+# How deep `not`, `and` and `or` may nest in one condition. Deeper is a diagnostic, never a
+# RecursionError (the later phases walk conditions recursively).
+MAX_NESTING = 64
+
+
+class _GluedKeyword(Exception):
+    """A keyword runs into the word after it (`granteefzu`, `denywhen`)."""
+
+    def __init__(self, token: Token, following: str):
+        self.token, self.following = token, following
 
 
 def _collect_comment(token: Token) -> Token:
-    _comment_sink.comments.append(ast.Comment(str(token), token.line, token.column))
+    _lexing.comments.append(ast.Comment(str(token), token.line, token.column))
     return token
+
+
+def _keyword_ends(token: Token) -> Token:
+    text, end = _lexing.text, token.end_pos
+    if end < len(text) and (text[end].isalnum() or text[end] == "_"):
+        raise _GluedKeyword(token, text[end])
+    return token
+
+
+def _grammar() -> str:
+    return resources.files(__package__).joinpath("tiergate.lark").read_text(encoding="utf-8")
 
 
 @lru_cache(maxsize=1)
 def _lark() -> Lark:
-    grammar = resources.files(__package__).joinpath("tiergate.lark").read_text(encoding="utf-8")
-    return Lark(grammar, parser="lalr", lexer="contextual", propagate_positions=True,
-                maybe_placeholders=False, lexer_callbacks={"COMMENT": _collect_comment})
+    options = dict(parser="lalr", lexer="contextual", propagate_positions=True,
+                   maybe_placeholders=False)
+    # Every keyword (an alphabetic literal of the grammar: grantee, tier, when, not, …) must be
+    # followed by something that is not part of a word; Lark alone would read `granteefzu` as
+    # `grantee fzu`.
+    keywords = [t.name for t in Lark(_grammar(), **options).terminals
+                if t.pattern.type == "str" and t.pattern.value.replace("_", "").isalpha()]
+    callbacks = {"COMMENT": _collect_comment, **{name: _keyword_ends for name in keywords}}
+    return Lark(_grammar(), **options, lexer_callbacks=callbacks)
 
 
 def _token_span(token: Token, file: str) -> Span:
@@ -288,9 +316,37 @@ def _literal_keywords(parser: Lark, names) -> list[str]:
     return out
 
 
+def _odd_character(rest: str) -> tuple[str, str, str, int] | None:
+    """A non-ASCII space where a token should start, or a control character in the text there
+    (inside a quoted text): (code, message, help, offset into `rest`), else None."""
+    first = rest[:1]
+    for offset, char in enumerate(rest[:40]):  # in or right after the word where reading stopped
+        if char in " \t\"#":
+            break
+        if not char.isascii() and (char.isspace() or unicodedata.category(char) == "Zs"):
+            name = unicodedata.name(char, "")
+            return ("TG102", f"a non-ASCII space (U+{ord(char):04X} {name}) outside a text",
+                    "use an ordinary space", offset)
+    if first == '"':
+        end = rest.find('"', 1)
+        for offset, char in enumerate(rest[1:end if end > 0 else None], 1):
+            if ord(char) < 0x20 or ord(char) == 0x7F:
+                return ("TG102", f"a control character (U+{ord(char):04X}) inside a text",
+                        "write \\n or \\t for a line break or tab; remove other control "
+                        "characters", offset)
+    return None
+
+
 def _syntax_diagnostic(error: UnexpectedInput, file: str, text: str) -> Diagnostic:
     parser = _lark()
     line, column = error.line, error.column
+    if line >= 1 and not (isinstance(error, UnexpectedToken) and error.token.type == "$END"):
+        lines = text.splitlines()
+        odd = _odd_character(lines[line - 1][column - 1:] if line <= len(lines) else "")
+        if odd is not None:
+            code, message, help_line, offset = odd
+            return Diagnostic(code, message, Span(file, line, column + offset, line,
+                                                  column + offset + 1), help_line)
     if isinstance(error, UnexpectedToken) and error.token.type == "$END":
         found, width = "the end of the file", 1
         lines = text.splitlines() or [""]
@@ -321,14 +377,66 @@ def _syntax_diagnostic(error: UnexpectedInput, file: str, text: str) -> Diagnost
     return Diagnostic("TG100", message, span, help_line)
 
 
+def _text_problems(text: str, file: str) -> list[Diagnostic]:
+    """What makes a text unreadable before any token: a lone carriage return (a line break in
+    some readers and not in others, so it could hide a rule inside a comment)."""
+    problems = []
+    for match in re.finditer(r"\r(?!\n)", text):
+        line = text.count("\n", 0, match.start()) + 1
+        column = match.start() - (text.rfind("\n", 0, match.start()) + 1) + 1
+        problems.append(Diagnostic(
+            "TG101", "a carriage return (CR) not followed by a line feed", Span(
+                file, line, column, line, column + 1),
+            "save the file with LF (or CRLF) line endings"))
+        if len(problems) >= 10:
+            break
+    return problems
+
+
+def _too_deep(tree, file: str) -> Diagnostic | None:
+    """The first condition nested deeper than MAX_NESTING, walked without recursion."""
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if not hasattr(node, "data"):
+            continue
+        if node.data in ("negated", "all_of", "any_of"):
+            depth += 1
+            if depth > MAX_NESTING:
+                meta = node.meta
+                return Diagnostic("TG104", f"a condition nests not/and/or more than "
+                                  f"{MAX_NESTING} deep", Span(file, meta.line, meta.column,
+                                                              meta.line, meta.column + 1),
+                                  "split it into several rules")
+        stack.extend((child, depth) for child in node.children)
+    return None
+
+
 def parse_policy(text: str, file: str) -> ast.PolicyFile:
     """Parse one policy file. Raises DiagnosticError on a syntax error."""
+    if text.startswith("\ufeff"):
+        text = text[1:]  # a byte order mark is not part of the text (editors show no column)
+    problems = _text_problems(text, file)
+    if problems:
+        raise DiagnosticError(problems)
     grants, grant_comments, rest = read_simple_grants(text, file, _decode_string)
-    _comment_sink.comments = comments = []
+    _lexing.comments = comments = []
+    _lexing.text = rest
     try:
         tree = _lark().parse(rest)
     except UnexpectedInput as error:
         raise DiagnosticError([_syntax_diagnostic(error, file, text)]) from None
+    except _GluedKeyword as glued:
+        token = glued.token
+        word = re.match(r"\w{1,60}", rest[token.start_pos:]).group(0)
+        raise DiagnosticError([Diagnostic(
+            "TG100", f"unexpected '{word}': the keyword '{token}' runs into the word after it",
+            Span(file, token.line, token.column, token.end_line, token.column + len(word)),
+            f"put a space after {token} ({token} {word[len(str(token)):]}), or correct the "
+            "word")]) from None
+    deep = _too_deep(tree, file)
+    if deep is not None:
+        raise DiagnosticError([deep])
     declarations = _ToAst(file).transform(tree)
     if grants:
         declarations = tuple(sorted(declarations + tuple(grants),

@@ -48,8 +48,17 @@ class PolicyWatcher:
         while not self._stop.wait(self.interval):
             try:
                 self.poll()
-            except Exception:  # keep watching whatever happens; the old policy keeps serving
+            except Exception as problem:  # keep watching; the old policy keeps serving
                 log.exception("policy watcher: unexpected error")
+                # ... and say so where operators look, not only in the log.
+                failure = self.holder.last_failure
+                text = f"{type(problem).__name__}: {problem}"
+                if failure is None or failure.diagnostics != (text,):
+                    self.holder.record_failure(ReloadFailure(
+                        revision=f"error:{text}", failed_at=self.holder.clock(),
+                        message=f"{self.holder.policy_dir}: the reload failed unexpectedly; "
+                                f"still serving {self.holder.current.policy.revision}",
+                        diagnostics=(text,)))
 
     def poll(self) -> bool:
         """Check the directory once; True if a new policy set was swapped in."""
