@@ -22,6 +22,7 @@ SUBCOMMANDS = (
     "fmt",
     "lint",
     "gateway",
+    "bundle",
 )
 
 

@@ -34,6 +34,11 @@ def register(subparsers) -> None:
     parser.add_argument("--threads", type=int, metavar="N",
                         help="gRPC handler threads per process (default 2: the GIL runs one at a time)")
     parser.add_argument("--log-level", metavar="LEVEL", help="DEBUG, INFO (default), WARNING")
+    parser.add_argument("--bundle", metavar="FILE|URL",
+                        help="serve a signed policy bundle (tiergate bundle build) instead of a "
+                        "directory; polled for changes (ETag for a URL)")
+    parser.add_argument("--verify-key", metavar="PUB",
+                        help="the Ed25519 public key a bundle must be signed with")
     parser.add_argument("--accept-request-time", action="store_true", default=None,
                         help="decide requests that carry context.time as of that time (what-if "
                         "and test deployments only: by default the server's clock decides and "
@@ -50,7 +55,8 @@ def run(args) -> int:
              "cache_size": args.cache_size, "reload_interval": args.reload_interval,
              "max_message_bytes": args.max_message_bytes, "drain_seconds": args.drain_seconds,
              "threads": args.threads, "log_level": args.log_level,
-             "accept_request_time": args.accept_request_time}
+             "accept_request_time": args.accept_request_time, "bundle": args.bundle,
+             "verify_key": args.verify_key}
     try:
         config = load_config(flags, config_file=args.config)
     except ConfigError as problem:

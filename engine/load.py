@@ -13,6 +13,7 @@ from typing import Mapping
 from tiergate.grammar.diagnostics import Diagnostic, DiagnosticError, Span
 from tiergate.grammar.parser import parse_policy
 
+from .bundle import DIRECTORY_MANIFEST, check_directory_manifest, read_bundle
 from .catalog import DATA_SUFFIXES, is_catalog_data
 from .check import check_policy
 from .policy import PolicySet
@@ -100,12 +101,13 @@ def _read_whole(path: Path) -> bytes:
     return data
 
 
-def read_policy_sources(directory: str | Path) -> dict[str, str]:
+def read_policy_sources(directory: str | Path, *, check_manifest: bool = True) -> dict[str, str]:
     """{path as shown in messages: text} for every file of the set, each read whole.
 
     The text is the file's exact bytes decoded (line endings and a byte order mark kept), so
     `revision_of` hashes what is on disk. Every unreadable, oversized or non-UTF-8 file is a
-    diagnostic naming it; any one of them fails the load.
+    diagnostic naming it; any one of them fails the load. A directory carrying a manifest
+    (tiergate-manifest.json) must hold exactly the files it lists, unchanged.
     """
     files = policy_files(directory)
     if not any(p.name.endswith(POLICY_SUFFIX) for p in files):
@@ -131,6 +133,16 @@ def read_policy_sources(directory: str | Path) -> dict[str, str]:
                 "TG003", f"{path} is not UTF-8 text: byte {problem.start + 1} (line {line}) is "
                 f"{data[problem.start:problem.start + 1]!r}",
                 Span(str(path), line, 1, line, 2), "save the file as UTF-8"))
+    manifest = Path(directory) / DIRECTORY_MANIFEST
+    if check_manifest and manifest.exists() and not problems:
+        try:
+            listed = _read_whole(manifest)
+        except (OSError, ValueError) as problem:
+            problems.append(_error("TG007", f"{manifest} cannot be read ({problem})"))
+        else:
+            problems.extend(check_directory_manifest(
+                {Path(name).relative_to(directory).as_posix(): text.encode("utf-8")
+                 for name, text in sources.items()}, listed, str(directory)))
     if total > MAX_SET_BYTES:
         problems.append(_error("TG006", f"{directory}: the policy set holds {total // 2**20} MiB, "
                                f"more than {MAX_SET_BYTES // 2**20} MiB",
@@ -184,3 +196,9 @@ def load_policy_set(directory: str | Path) -> PolicySet:
     """
     sources = read_policy_sources(directory)
     return compile_sources(sources, revision=revision_of(sources, directory))
+
+
+def load_bundle(data: bytes, public_key_pem: bytes | None) -> PolicySet:
+    """Load a policy bundle (engine/bundle.py) that verifies; DiagnosticError otherwise."""
+    sources, revision, _manifest = read_bundle(data, public_key_pem)
+    return compile_sources(sources, revision=revision)

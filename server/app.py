@@ -36,12 +36,13 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from tiergate.engine import PolicySet, load_policy_set
+from tiergate.engine import PolicySet, compile_sources
 from tiergate.engine.timeutil import now_micros
 
 from .config import ServeConfig
 from .holder import Clock, PolicyHolder
 from .reload import PolicyWatcher
+from .sources import source_for
 
 log = logging.getLogger("tiergate.server")
 
@@ -67,6 +68,7 @@ class RunningServer:
     watcher: PolicyWatcher | None
     services: dict[str, Any] = field(default_factory=dict)
     names: tuple[str, ...] = ()
+    source: Any = None  # where the policy comes from (sources.py), polled by the watcher
 
     def stop(self, grace: float | None = None) -> None:
         """Refuse new calls, let calls in flight finish for up to `grace` seconds, stop."""
@@ -94,10 +96,12 @@ def start_server(config: ServeConfig, *, policy: PolicySet | None = None,
     Raises DiagnosticError when the policy set does not load, RuntimeError when the address
     cannot be bound. Port 0 picks a free port: see RunningServer.port.
     """
+    source = source_for(config)
     if policy is None:
-        policy = load_policy_set(config.policy_dir)
-    holder = PolicyHolder(policy, policy_dir=str(config.policy_dir),
-                          cache_size=config.cache_size, clock=clock)
+        sources, revision = source.read()
+        policy = compile_sources(sources, revision=revision)
+    holder = PolicyHolder(policy, policy_dir=str(source), cache_size=config.cache_size,
+                          clock=clock)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.threads,
                                                     thread_name_prefix="tiergate-rpc"),
                          options=server_options(config))
@@ -119,8 +123,9 @@ def start_server(config: ServeConfig, *, policy: PolicySet | None = None,
     server.start()
     watcher = None
     if config.reload_interval > 0:
-        watcher = PolicyWatcher(holder, interval=config.reload_interval).start()
-    return RunningServer(server, port, holder, health_servicer, watcher, services, all_names)
+        watcher = PolicyWatcher(holder, interval=config.reload_interval, source=source).start()
+    return RunningServer(server, port, holder, health_servicer, watcher, services, all_names,
+                         source)
 
 
 def serve(config: ServeConfig, *, ready_message: bool = True) -> int:

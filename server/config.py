@@ -11,6 +11,8 @@
     threads = 2                  # gRPC handler threads per process
     reuse_port = false           # let independent processes share the port (SO_REUSEPORT)
     accept_request_time = false  # decide requests that carry context.time (what-if, tests only)
+    # bundle = "https://bundles.example.cn/policies.bundle"   # instead of policy_dir
+    # verify_key = "officer.pub"                              # required with bundle
 
 A relative policy_dir in the file is relative to the file. Each key can be set as an environment variable, TIERGATE_<KEY> (TIERGATE_LISTEN,
 TIERGATE_POLICY_DIR, ...), and the file itself named with TIERGATE_CONFIG. A flag beats a
@@ -25,7 +27,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ENV_PREFIX = "TIERGATE_"
 
@@ -37,7 +39,11 @@ class ConfigError(ValueError):
 class ServeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    policy_dir: Path
+    # Where the policy set comes from: a directory, or a signed bundle (a file or an http(s)
+    # URL, polled with ETags) that is served only if it verifies with verify_key (Ed25519).
+    policy_dir: Path | None = None
+    bundle: str | None = None
+    verify_key: Path | None = None
     # Envoy ext_authz gateway mapping; default POLICY_DIR/gateway.toml when that file exists.
     mapping: Path | None = None
     listen: str = "127.0.0.1:50051"
@@ -67,6 +73,15 @@ class ServeConfig(BaseModel):
         if not sep or not host or not port.isdigit() or int(port) > 65535:
             raise ValueError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:50051, [::]:50051)")
         return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ServeConfig":
+        if (self.policy_dir is None) == (self.bundle is None):
+            raise ValueError("name either policy_dir (a directory) or bundle (a file or URL)")
+        if self.bundle is not None and self.verify_key is None:
+            raise ValueError("a bundle is served only with verify_key (the Ed25519 public key "
+                             "that signed it)")
+        return self
 
     @property
     def port(self) -> int:
@@ -103,7 +118,7 @@ def load_config(flags: Mapping[str, Any], *, config_file: str | Path | None = No
     merged: dict[str, Any] = {}
     if config_file:
         settings = read_config_file(config_file)
-        for key in ("policy_dir", "mapping"):
+        for key in ("policy_dir", "mapping", "verify_key"):
             if isinstance(settings.get(key), str):
                 # A relative path in a file means relative to that file, wherever we run.
                 settings[key] = Path(config_file).parent / settings[key]

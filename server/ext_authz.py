@@ -133,6 +133,8 @@ def mapping_path(config) -> Path | None:
     explicit = getattr(config, "mapping", None)
     if explicit:
         return Path(explicit)
+    if getattr(config, "policy_dir", None) is None:  # a bundle: name the mapping with --mapping
+        return None
     default = Path(config.policy_dir) / MAPPING_FILE
     return default if default.is_file() else None
 

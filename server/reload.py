@@ -16,10 +16,10 @@ import logging
 import threading
 
 from tiergate.engine import DiagnosticError, compile_sources
-from tiergate.engine.load import read_policy_sources, revision_of
 from tiergate.grammar.diagnostics import render_plain
 
 from .holder import PolicyHolder, ReloadFailure
+from .sources import DirectorySource
 
 log = logging.getLogger("tiergate.server")
 
@@ -27,9 +27,11 @@ log = logging.getLogger("tiergate.server")
 class PolicyWatcher:
     """A daemon thread that polls `holder.policy_dir` every `interval` seconds."""
 
-    def __init__(self, holder: PolicyHolder, *, interval: float):
+    def __init__(self, holder: PolicyHolder, *, interval: float, source=None):
         self.holder = holder
         self.interval = interval
+        # A directory (the holder's policy_dir) unless given a source (sources.py).
+        self.source = source if source is not None else DirectorySource(holder.policy_dir)
         self._stop = threading.Event()
         self._seen: str | None = None  # revision read on the previous poll
         self._thread = threading.Thread(target=self._run, name="tiergate-policy-watcher",
@@ -63,13 +65,11 @@ class PolicyWatcher:
     def poll(self) -> bool:
         """Check the directory once; True if a new policy set was swapped in."""
         self.holder.polled()
-        directory = self.holder.policy_dir
         try:
-            sources = read_policy_sources(directory)
+            sources, revision = self.source.read()
         except DiagnosticError as error:
             self._fail(f"unreadable:{error}", error)
             return False
-        revision = revision_of(sources, directory)
         stable = revision == self._seen
         self._seen = revision
         current = self.holder.current.policy.revision
