@@ -183,8 +183,9 @@ def register(server, holder, config) -> ExtAuthzServicer:
         holder.on_poll(mapping.reload_if_changed)
         log.info("ext_authz: gateway mapping %s (%d routes)", path, len(mapping().routes))
     else:
-        log.warning("ext_authz: no gateway mapping (%s/%s); every Check is denied",
-                    config.policy_dir, MAPPING_FILE)
+        where = (f"{config.policy_dir}/{MAPPING_FILE}" if config.policy_dir is not None
+                 else "--mapping FILE, which a bundle needs")
+        log.warning("ext_authz: no gateway mapping (%s); every Check is denied", where)
     return add_ext_authz(server, lambda: holder.current.policy, mapping, clock=holder.clock,
                          accept_request_time=config.accept_request_time)
 

@@ -145,3 +145,38 @@ def test_hot_reload_shows_every_failure_and_keeps_the_last_good_policy(tmp_path)
         info = stub.GetPolicyInfo(pb.GetPolicyInfoRequest())
         assert info.policy_revision == good
         assert any("TG104" in line for line in info.last_reload_error.diagnostics)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="needs root to drop to the nobody user (setpriv)")
+@pytest.mark.parametrize("what", ["file", "directory"])
+def test_what_the_server_user_cannot_read_fails_the_load(tmp_path_factory, what):
+    # Root reads everything, so the check runs as nobody, as a server account would.
+    import tempfile
+    as_nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable]
+    if subprocess.run([*as_nobody, "-c", "import tiergate.engine"], capture_output=True).returncode:
+        pytest.skip("the nobody user cannot run this checkout's Python")
+    top = tempfile.mkdtemp(prefix="tiergate-unreadable-")
+    try:
+        os.chmod(top, 0o755)
+        policies = shutil.copytree(POLICIES, os.path.join(top, "policies"))
+        for folder, _, files in os.walk(top):
+            os.chmod(folder, 0o755)
+            for name in files:
+                os.chmod(os.path.join(folder, name), 0o644)
+        if what == "file":
+            hidden = os.path.join(policies, "prohibitions.policy")
+        else:
+            os.mkdir(os.path.join(policies, "more"))
+            shutil.copy(POLICIES / "prohibitions.policy", os.path.join(policies, "more", "x.policy"))
+            hidden = os.path.join(policies, "more")
+        os.chmod(hidden, 0)
+        result = subprocess.run([*as_nobody, "-m", "tiergate.cli.main", "check", policies,
+                                 "--error-format", "plain"], capture_output=True, text=True)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert f"error[TG004]: {hidden}" in result.stderr and "Permission denied" in result.stderr
+        assert "Traceback" not in result.stderr
+    finally:
+        for folder, _, _ in os.walk(top):
+            os.chmod(folder, 0o755)
+        shutil.rmtree(top, ignore_errors=True)
