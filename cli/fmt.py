@@ -51,7 +51,8 @@ def run(args) -> int:
     unformatted, errors = [], []
     for path in paths:
         try:
-            text = path.read_text(encoding="utf-8")
+            # The exact text, line endings kept: a lone CR is an error here as on every path.
+            text = path.read_bytes().decode("utf-8")
         except (OSError, UnicodeDecodeError) as problem:
             print(f"error: cannot read {path}: {problem}", file=sys.stderr)
             errors.append(path)
