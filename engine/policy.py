@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 from bisect import bisect_right
+from dataclasses import replace
 from typing import Any, Mapping
 
 from . import model
@@ -237,9 +238,13 @@ class PolicySet:
                 if c.checks is None or c.applies(values, None):
                     permits.append((c.rule.id, None))
             return self._decision(PERMIT, tuple(permits), values)
+        unmet = self._why_not.unmet(node.permits, values)
+        if self._default is not None and self._default.per_request:
+            # The default rule's obligations read the request: made like any rule's.
+            return replace(self._decision(DENY, ((self._default.reason.rule_id, None),), values),
+                           unmet=unmet)
         return Decision(DENY, None, self._default_obligations, self._default_reasons,
-                        self.revision, _ids.next(), self.stable_until(values),
-                        unmet=self._why_not.unmet(node.permits, values))
+                        self.revision, _ids.next(), self.stable_until(values), unmet=unmet)
 
     def _decision(self, effect: str, deciding: tuple, values: list) -> Decision:
         reasons, obligations, grant_id, per_request = self._merged(deciding)

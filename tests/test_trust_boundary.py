@@ -286,3 +286,16 @@ rule pilot {
     assert (unmet.rule_id, unmet.requirement, unmet.citation) == ("pilot", "condition", "试点通知 第三条")
     assert "context.time < 2025-12-31T16:00:00Z" in unmet.message_en and unmet.message_zh
     assert pilot.decide(request, now=NOW - 400 * 86_400_000_000).effect == "PERMIT"
+
+
+def test_a_default_rule_whose_obligations_read_the_request_keeps_them(policy):
+    sources = dict(policy.sources)
+    name = str(POLICIES / "prohibitions.policy")
+    sources[name] = sources[name].replace(
+        "  deny otherwise\n}", "  deny otherwise\n  oblige audit, cite_source(dataset: resource.id, "
+        "owner: resource.owner_org_id, obtained: context.time)\n}")
+    decision = compile_sources(sources).decide(make_request(resource__id="ds-drug-2026"), now=NOW)
+    assert [r.rule_id for r in decision.reasons] == ["not-authorised"]
+    assert {o.id: dict(o.params) for o in decision.obligations}["cite_source"] == {
+        "dataset": "ds-drug-2026", "owner": "fz-drug-admin", "obtained": "2026-11-22T02:00:00Z"}
+    assert [u.requirement for u in decision.unmet] == ["grant_missing"]
