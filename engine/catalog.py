@@ -22,6 +22,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 
 from tiergate.grammar import ast
 from tiergate.grammar.diagnostics import Span, did_you_mean
+from tiergate.grammar.parser import text_problems
 
 from . import model
 from .strict_json import parse_json
@@ -190,6 +191,11 @@ def check_catalog(blocks: Sequence[ast.Dataset], settings: Sequence[ast.CatalogS
     uncatalogued = _settings(settings, report)
     entries: list[_Entry] = [e for e in (_from_block(b, report) for b in blocks) if e is not None]
     for name in sorted(data_files):
+        unreadable = text_problems(data_files[name], name)  # a lone CR would move line numbers
+        for problem in unreadable:
+            report(problem.code, problem.message, problem.span, problem.help)
+        if unreadable:
+            continue
         reader = _csv_entries if name.endswith(".csv") else _jsonl_entries
         entries.extend(reader(data_files[name], name, report))
     datasets: dict[str, model.Dataset] = {}

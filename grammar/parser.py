@@ -377,7 +377,7 @@ def _syntax_diagnostic(error: UnexpectedInput, file: str, text: str) -> Diagnost
     return Diagnostic("TG100", message, span, help_line)
 
 
-def _text_problems(text: str, file: str) -> list[Diagnostic]:
+def text_problems(text: str, file: str) -> list[Diagnostic]:
     """What makes a text unreadable before any token: a lone carriage return (a line break in
     some readers and not in others, so it could hide a rule inside a comment)."""
     problems = []
@@ -416,7 +416,7 @@ def parse_policy(text: str, file: str) -> ast.PolicyFile:
     """Parse one policy file. Raises DiagnosticError on a syntax error."""
     if text.startswith("\ufeff"):
         text = text[1:]  # a byte order mark is not part of the text (editors show no column)
-    problems = _text_problems(text, file)
+    problems = text_problems(text, file)
     if problems:
         raise DiagnosticError(problems)
     grants, grant_comments, rest = read_simple_grants(text, file, _decode_string)

@@ -180,3 +180,12 @@ def test_what_the_server_user_cannot_read_fails_the_load(tmp_path_factory, what)
         for folder, _, _ in os.walk(top):
             os.chmod(folder, 0o755)
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_a_lone_carriage_return_in_a_catalog_data_file_is_refused_too():
+    sources = {**read_policy_sources(POLICIES),
+               "extra.catalog.csv": "id,catalog_class,tier\rds-x,basic_info,open\n"}
+    with pytest.raises(DiagnosticError) as caught:
+        compile_sources(sources)
+    [error] = caught.value.diagnostics
+    assert (error.code, error.span.file, error.span.line) == ("TG101", "extra.catalog.csv", 1)
