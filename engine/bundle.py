@@ -1,6 +1,6 @@
 """Policy bundles: the reviewed policy set as one signed archive, served only if it verifies.
 
-A bundle is a tar archive holding
+A bundle is an (uncompressed) tar archive holding
 
     manifest.json    {"format": "tiergate-bundle/1", "revision": "sha256:…", "built_at": "…",
                       "built_by": "…", "files": {"access.policy": "sha256:…", …}}
@@ -122,7 +122,8 @@ def read_bundle(data: bytes, public_key_pem: bytes | None) -> tuple[dict[str, st
         raise _bad(f"the bundle is larger than {MAX_BUNDLE_BYTES // 2**20} MiB")
     members: dict[str, bytes] = {}
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as archive:
+        # Uncompressed only: what is read is what was sent, never a bomb that expands.
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as archive:
             for member in archive:
                 if not member.isreg():
                     raise _bad(f"the bundle holds {member.name!r}, which is not a regular file")
