@@ -112,6 +112,11 @@ class GatewayMapping:
                 problems.append(_problem(attribute, f"path segment {raw!r} is not UTF-8",
                                          f"路径片段 {raw!r} 不是 UTF-8 编码"))
                 continue
+            if "/" in text or "\\" in text:
+                # SECURITY: a placeholder is one segment; %2F must not smuggle another in.
+                problems.append(_problem(attribute, f"path segment {raw!r} decodes to a slash",
+                                         f"路径片段 {raw!r} 解码后含有斜杠"))
+                continue
             self._put(values, problems, attribute, text, f"path segment {text!r}",
                       f"路径片段 {text!r}")
         for attribute, value in route.constants:

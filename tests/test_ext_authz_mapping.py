@@ -195,3 +195,11 @@ def test_values_translate_the_gateways_words(policy):
     bad = parse_mapping(text.replace('UNIV = "university"', 'UNIV = "univ"'))
     [warning] = bad.undeclared_values(policy.vocabularies)
     assert "subject.org_type 'univ' is not declared" in warning
+
+
+def test_an_encoded_slash_in_a_placeholder_is_refused():
+    mapping = parse_mapping(GOOD.replace("/{catalog_class}/{tier}/{dataset_id}", "/{dataset_id}"))
+    with pytest.raises(MappingError) as caught:
+        mapping.translate(method="GET", path="/datasets/ds-1%2F..%2Fds-2", headers=HEADERS)
+    assert "decodes to a slash" in str(caught.value)
+    assert mapping.translate(method="GET", path="/datasets/ds-1", headers=HEADERS)["resource"] == {"id": "ds-1"}
