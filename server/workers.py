@@ -7,21 +7,28 @@ up to a reload interval two workers may serve different revisions; every decisio
 revision that made it.
 
 The parent only starts, watches and stops workers: it forwards SIGTERM/SIGINT as SIGTERM (each
-worker drains its calls in flight) and exits 0 when all workers exited 0. If a worker dies on
-its own the parent stops the others and exits 1, leaving restarts to the supervisor
-(systemd, Kubernetes) rather than hiding a crash loop.
+worker drains its calls in flight) and exits 0 when all workers exited 0. A worker that dies on
+its own is replaced while the others keep serving, after a back-off that doubles with each
+death in a row (1 s up to 30 s; a worker that served a minute resets it), and every death and
+restart is logged, so a crash loop is slowed and seen, not hidden. A worker that cannot start
+at all at the beginning (a policy that does not load) fails the whole command.
 
 Workers are fresh interpreters (subprocess), not forks: gRPC's threads do not survive fork.
+They ask the kernel to stop them when the parent dies (PR_SET_PDEATHSIG), so a killed parent
+leaves no orphan serving an old policy on the port.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 
 from .config import ServeConfig
 
@@ -41,10 +48,55 @@ def reserve_port(listen: str) -> tuple[socket.socket, int]:
     return sock, sock.getsockname()[1]
 
 
+BACKOFF_FIRST_S, BACKOFF_MAX_S, STEADY_S = 1.0, 30.0, 60.0
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> None:
+    """In a worker: SIGTERM when the parent dies (Linux; elsewhere a no-op). Called at start,
+    not before exec (preexec_fn is unsafe in a threaded parent), so the parent may already be
+    gone: then stop at once."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:
+        sys.exit(1)
+
+
 def _start_worker(config: ServeConfig) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "tiergate.server.workers",
-                             config.model_dump_json()],
+                             config.model_dump_json(), str(os.getpid())],
                             stdout=subprocess.PIPE, text=True, encoding="utf-8")
+
+
+class _Slot:
+    """One worker position: its process, when it started, and its back-off after deaths."""
+
+    def __init__(self, index: int, process: subprocess.Popen):
+        self.index, self.process, self.started = index, process, time.monotonic()
+        self.backoff, self.restart_at = BACKOFF_FIRST_S, None
+
+    def died(self) -> None:
+        if time.monotonic() - self.started >= STEADY_S:
+            self.backoff = BACKOFF_FIRST_S  # it had been serving: not a crash loop
+        self.restart_at = time.monotonic() + self.backoff
+        log.error("worker %d (pid %d) exited with %d; restarting it in %.0f s, the others keep "
+                  "serving", self.index + 1, self.process.pid, self.process.returncode,
+                  self.backoff)
+        self.backoff = min(self.backoff * 2, BACKOFF_MAX_S)
+
+    def restart(self, config: ServeConfig, total: int) -> None:
+        self.process, self.started, self.restart_at = _start_worker(config), time.monotonic(), None
+        # The ready line is read on a thread: a slow or failing start must not stall the watch.
+        threading.Thread(target=_announce, args=(self.process, self.index, total),
+                         daemon=True).start()
+
+
+def _announce(process: subprocess.Popen, index: int, total: int) -> None:
+    line = process.stdout.readline().strip()
+    if line:
+        print(f"{line} (worker {index + 1}/{total}, pid {process.pid}, restarted)", flush=True)
 
 
 def _stop_all(workers: list[subprocess.Popen], grace: float) -> list[int]:
@@ -85,15 +137,16 @@ def run_workers(config: ServeConfig) -> int:
         if reserved is not None:
             reserved.close()
             reserved = None
-        while not stop.wait(0.5):
-            dead = [w for w in workers if w.poll() is not None]
-            if dead:
-                log.error("worker pid %d exited with %d; stopping the others",
-                          dead[0].pid, dead[0].returncode)
-                _stop_all(workers, config.drain_seconds)
-                return 1
+        slots = [_Slot(i, w) for i, w in enumerate(workers)]
+        while not stop.wait(0.2):
+            for slot in slots:
+                if slot.restart_at is None and slot.process.poll() is not None:
+                    slot.died()
+                elif slot.restart_at is not None and time.monotonic() >= slot.restart_at:
+                    slot.restart(child_config, config.workers)
+            workers = [slot.process for slot in slots]
         log.info("forwarding SIGTERM to %d workers", len(workers))
-        codes = _stop_all(workers, config.drain_seconds)
+        codes = _stop_all([s.process for s in slots if s.restart_at is None], config.drain_seconds)
         return 0 if all(code == 0 for code in codes) else 1
     finally:
         if reserved is not None:
@@ -106,6 +159,8 @@ def _worker_main(argv: list[str]) -> int:
     from .app import serve
     from .logs import configure_logging
 
+    if len(argv) > 2:
+        _die_with_parent(int(argv[2]))
     config = ServeConfig.model_validate_json(argv[1])
     configure_logging(config.log_level)
     return serve(config)

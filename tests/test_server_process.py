@@ -119,3 +119,78 @@ def test_a_second_server_on_a_taken_port_fails():
         assert f"cannot listen on 127.0.0.1:{port}" in second.stderr or "bind" in second.stderr.lower()
     finally:
         _stop(process)
+
+
+def test_a_worker_that_dies_is_replaced_and_the_others_keep_serving():
+    import threading
+
+    process = _serve("--workers", "2")
+    try:
+        port, line = _ready_port(process)
+        _, other = _ready_port(process)
+        pids = [int(re.search(r"pid (\d+)", text).group(1)) for text in (line, other)]
+        results = {"ok": 0, "failed": 0}
+        stop = threading.Event()
+
+        def load():  # bounded: at most 3,000 calls, 127.0.0.1 only, new connections now and then
+            for turn in range(3000):
+                if stop.is_set():
+                    return
+                with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                    try:
+                        pb_grpc.AuthorizerStub(channel).Decide(to_proto(make_request()), timeout=5)
+                        results["ok"] += 1
+                    except grpc.RpcError:
+                        results["failed"] += 1
+
+        thread = threading.Thread(target=load)
+        thread.start()
+        time.sleep(1.0)
+        os.kill(pids[0], signal.SIGKILL)
+        restarted = process.stdout.readline()  # the replacement's ready line
+        assert "restarted" in restarted, restarted
+        new_pid = int(re.search(r"pid (\d+)", restarted).group(1))
+        assert new_pid not in pids
+        before = results["ok"]
+        time.sleep(1.0)
+        stop.set()
+        thread.join(timeout=60)
+        assert results["ok"] > before  # still serving after the death
+        # Only calls on the dead worker's connection fail, not the service.
+        assert results["failed"] <= max(3, results["ok"] // 20), results
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+        for pid in (pids[1], new_pid):
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+    finally:
+        _stop(process)
+
+
+def test_workers_stop_when_their_parent_is_killed():
+    process = _serve("--workers", "2")
+    try:
+        _, line = _ready_port(process)
+        _, other = _ready_port(process)
+        pids = [int(re.search(r"pid (\d+)", text).group(1)) for text in (line, other)]
+        process.kill()  # SIGKILL: the parent cannot forward anything
+        process.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+            time.sleep(0.1)
+        assert not any(_alive(pid) for pid in pids)
+    finally:
+        _stop(process)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is not serving; only its parent (here, init) has not reaped it yet.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
