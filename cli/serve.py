@@ -34,6 +34,10 @@ def register(subparsers) -> None:
     parser.add_argument("--threads", type=int, metavar="N",
                         help="gRPC handler threads per process (default 2: the GIL runs one at a time)")
     parser.add_argument("--log-level", metavar="LEVEL", help="DEBUG, INFO (default), WARNING")
+    parser.add_argument("--max-batch", type=int, metavar="N",
+                        help="requests per DecideBatch (default 1000; more is RESOURCE_EXHAUSTED)")
+    parser.add_argument("--no-reflection", dest="reflection", action="store_false", default=None,
+                        help="do not serve gRPC server reflection")
     parser.add_argument("--bundle", metavar="FILE|URL",
                         help="serve a signed policy bundle (tiergate bundle build) instead of a "
                         "directory; polled for changes (ETag for a URL)")
@@ -56,6 +60,7 @@ def run(args) -> int:
              "max_message_bytes": args.max_message_bytes, "drain_seconds": args.drain_seconds,
              "threads": args.threads, "log_level": args.log_level,
              "accept_request_time": args.accept_request_time, "bundle": args.bundle,
+             "max_batch": args.max_batch, "reflection": args.reflection,
              "verify_key": args.verify_key}
     try:
         config = load_config(flags, config_file=args.config)

@@ -115,8 +115,10 @@ def start_server(config: ServeConfig, *, policy: PolicySet | None = None,
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", *names):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    all_names = (*names, health.SERVICE_NAME, reflection.SERVICE_NAME)
-    reflection.enable_server_reflection(all_names, server)
+    all_names = (*names, health.SERVICE_NAME)
+    if config.reflection:
+        all_names = (*all_names, reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(all_names, server)
     port = server.add_insecure_port(config.listen)
     if port == 0:
         raise RuntimeError(f"cannot listen on {config.listen}")

@@ -11,6 +11,8 @@
     threads = 2                  # gRPC handler threads per process
     reuse_port = false           # let independent processes share the port (SO_REUSEPORT)
     accept_request_time = false  # decide requests that carry context.time (what-if, tests only)
+    max_batch = 1000             # requests per DecideBatch; more is RESOURCE_EXHAUSTED
+    reflection = true            # gRPC server reflection (grpcurl list); switch off in production
     # bundle = "https://bundles.example.cn/policies.bundle"   # instead of policy_dir
     # verify_key = "officer.pub"                              # required with bundle
 
@@ -65,6 +67,11 @@ class ServeConfig(BaseModel):
     # an expired grant (福州办法 第二十九条) for whoever sends it, so it is refused
     # (INVALID_ARGUMENT naming context.time) unless this what-if/test switch is on.
     accept_request_time: bool = False
+    # Requests one DecideBatch may carry; a larger batch is RESOURCE_EXHAUSTED, so one caller's
+    # batch cannot hold the handler (and the GIL) for seconds while others time out.
+    max_batch: int = Field(1000, ge=1, le=100_000)
+    # Server reflection lists the whole API to anyone who can connect: off for production.
+    reflection: bool = True
 
     @field_validator("listen")
     @classmethod

@@ -103,10 +103,12 @@ def decide_one(snapshot: Snapshot, message: pb.DecideRequest, clock, *,
 class AuthorizerService:
     """Answers tiergate.v1.Authorizer calls from whatever snapshot the holder has now."""
 
-    def __init__(self, holder: PolicyHolder, *, accept_request_time: bool = False):
+    def __init__(self, holder: PolicyHolder, *, accept_request_time: bool = False,
+                 max_batch: int = 1000):
         self.holder = holder
         self.in_flight = InFlight()
         self.accept_request_time = accept_request_time
+        self.max_batch = max_batch
 
     def Decide(self, request, context: grpc.ServicerContext) -> bytes:
         if request.__class__ is _Malformed:
@@ -134,6 +136,10 @@ class AuthorizerService:
         if request.__class__ is _Malformed:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           f"malformed {request.type_name}: {request.problem}")
+        if len(request.requests) > self.max_batch:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"a batch of {len(request.requests)} requests is more than this server "
+                          f"decides in one call ({self.max_batch}); split it")
         snapshot = self.holder.current  # INVARIANT: one policy for the whole batch
         clock, accept = self.holder.clock, self.accept_request_time
         results = []
@@ -193,7 +199,8 @@ def _handlers(service: AuthorizerService) -> dict:
 
 def register(server: grpc.Server, holder: PolicyHolder, config) -> AuthorizerService:
     """Add tiergate.v1.Authorizer to `server` (the app.py registration contract)."""
-    service = AuthorizerService(holder, accept_request_time=config.accept_request_time)
+    service = AuthorizerService(holder, accept_request_time=config.accept_request_time,
+                                max_batch=config.max_batch)
     handlers = _handlers(service)
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))

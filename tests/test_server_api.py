@@ -207,3 +207,23 @@ def test_failure_while_deciding_is_internal_never_a_decision():
             with pytest.raises(grpc.RpcError) as raised:
                 call()
             assert raised.value.code() == grpc.StatusCode.INTERNAL
+
+
+def test_a_batch_larger_than_the_limit_is_refused_and_others_still_served():
+    with running_server(max_batch=5) as (_, stub, _):
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.DecideBatch(pb.DecideBatchRequest(requests=[to_proto(PERMITTED)] * 6), timeout=10)
+        assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "6 requests" in raised.value.details() and "(5)" in raised.value.details()
+        batch = stub.DecideBatch(pb.DecideBatchRequest(requests=[to_proto(PERMITTED)] * 5), timeout=10)
+        assert [r.decision.effect for r in batch.results] == [pb.PERMIT] * 5
+
+
+def test_reflection_can_be_switched_off():
+    with running_server(reflection=False) as (_, stub, channel):
+        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+        with pytest.raises(grpc.RpcError) as raised:
+            next(reflection.ServerReflectionInfo(iter([
+                reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10))
+        assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert stub.Decide(to_proto(PERMITTED), timeout=10).effect == pb.PERMIT
