@@ -63,10 +63,10 @@ def _shown(value) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _choices(values: frozenset, order: Mapping[str, int]) -> str:
+def _choices(values: frozenset, order: Mapping[str, int], show=_shown, separator: str = ", ") -> str:
+    """The first few of `values` in their vocabulary's order, each as `show` words it."""
     names = sorted(values, key=lambda v: (order.get(v, len(order)), str(v)))
-    shown = [_shown(v) for v in names[:4]]
-    return ", ".join(shown) + (", …" if len(names) > 4 else "")
+    return separator.join(show(v) for v in names[:4]) + (separator + "…" if len(names) > 4 else "")
 
 
 class WhyNot:
@@ -105,17 +105,16 @@ class WhyNot:
             key = (id(candidates), *(values[slot] for slot in _RESIDUAL_SLOTS),
                    bisect_right(self._index.expiries.get(values[_ORG], ()), now),
                    bisect_right(self._time_literals, now))
-            found = self._remembered.get(key)
-            if found is None:
-                found = self._closest([self._candidate(c, values) for c in candidates])
-                if len(self._remembered) < _REMEMBERED:
-                    self._remembered[key] = found
-            return found
-        key = tuple(values[slot] for slot in self._slots)
+            return self._remember(key, lambda: [self._candidate(c, values) for c in candidates])
+        key = (None, *(values[slot] for slot in self._slots))  # None: no leaf candidates
+        return self._remember(key, lambda: [self._by_enumerated(i, values)
+                                            for i in range(len(self._rules))])
+
+    def _remember(self, key: tuple, scored) -> tuple[Unmet, ...]:
+        """The closest of `scored()` for `key`, worked out once while the memo has room."""
         found = self._remembered.get(key)
         if found is None:
-            found = self._closest([self._by_enumerated(i, values)
-                                   for i in range(len(self._rules))])
+            found = self._closest(scored())
             if len(self._remembered) < _REMEMBERED:
                 self._remembered[key] = found
         return found
@@ -140,13 +139,13 @@ class WhyNot:
                 best = failed
         if best is None:
             return None  # every enumerated test holds: it is a leaf candidate, not asked here
-        _slot, path, allowed = best[0]
-        value = values[_slot]
+        slot, path, allowed = best[0]
+        value = values[slot]
         order = self._order.get(path, {})
         wanted = _choices(allowed, order)
         labels = self._vocabularies.get(path)
-        wanted_zh = wanted if labels is None else "、".join(
-            f"{labels.labels.get(v, v)}（{v}）" for v in sorted(allowed, key=lambda v: order.get(v, 0))[:4])
+        wanted_zh = wanted if labels is None else _choices(
+            allowed, order, lambda v: f"{labels.labels.get(v, v)}（{v}）", "、")
         return len(best), Unmet(
             rule.id, "attribute", rule.citation,
             f"规则 {rule.id} 要求 {path} 为 {wanted_zh}，本请求为 {_shown(value)}",

@@ -50,7 +50,6 @@ class BundleSource:
         self._etag: str | None = None
         self._digest: str | None = None
         self._last: tuple[dict[str, str], str] | None = None
-        self.fetches = 0  # downloads of a changed bundle (for tests and the log)
 
     def __str__(self) -> str:
         return self.location
@@ -63,7 +62,6 @@ class BundleSource:
         if digest != self._digest or self._last is None:
             sources, revision, _manifest = read_bundle(data, self.public_key_pem)
             self._digest, self._last = digest, (sources, revision)
-            self.fetches += 1
         return self._last
 
     def _read_file(self) -> bytes:

@@ -39,6 +39,16 @@ def _ready_port(process: subprocess.Popen) -> tuple[int, str]:
     return int(match.group(1)), line
 
 
+def _two_workers(process: subprocess.Popen) -> tuple[int, list[int]]:
+    """(the port, the pids) from the ready lines of `serve --workers 2`."""
+    first, line = _ready_port(process)
+    second, other = _ready_port(process)
+    assert first == second
+    pids = [int(re.search(r"pid (\d+)", text).group(1)) for text in (line, other)]
+    assert len(set(pids)) == 2
+    return first, pids
+
+
 def _stop(process: subprocess.Popen) -> None:
     if process.poll() is None:
         process.kill()
@@ -80,11 +90,7 @@ def test_sigterm_drains_the_call_in_flight_and_exits_zero():
 def test_two_workers_serve_one_port_and_stop_on_sigterm():
     process = _serve("--workers", "2")
     try:
-        first, line = _ready_port(process)
-        second, other = _ready_port(process)
-        assert first == second
-        pids = [int(re.search(r"pid (\d+)", text).group(1)) for text in (line, other)]
-        assert len(set(pids)) == 2
+        first, pids = _two_workers(process)
         for _ in range(4):  # separate connections; the kernel picks a worker for each
             with grpc.insecure_channel(f"127.0.0.1:{first}") as channel:
                 answer = pb_grpc.AuthorizerStub(channel).Decide(to_proto(make_request()))
@@ -127,9 +133,7 @@ def test_a_worker_that_dies_is_replaced_and_the_others_keep_serving():
 
     process = _serve("--workers", "2")
     try:
-        port, line = _ready_port(process)
-        _, other = _ready_port(process)
-        pids = [int(re.search(r"pid (\d+)", text).group(1)) for text in (line, other)]
+        port, pids = _two_workers(process)
         results = {"ok": 0, "failed": 0}
         stop = threading.Event()
 
@@ -171,9 +175,7 @@ def test_a_worker_that_dies_is_replaced_and_the_others_keep_serving():
 def test_workers_stop_when_their_parent_is_killed():
     process = _serve("--workers", "2")
     try:
-        _, line = _ready_port(process)
-        _, other = _ready_port(process)
-        pids = [int(re.search(r"pid (\d+)", text).group(1)) for text in (line, other)]
+        _, pids = _two_workers(process)
         process.kill()  # SIGKILL: the parent cannot forward anything
         process.wait(timeout=30)
         deadline = time.monotonic() + 30
