@@ -23,6 +23,7 @@ SUBCOMMANDS = (
     "lint",
     "gateway",
     "bundle",
+    "audit",
 )
 
 

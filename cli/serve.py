@@ -47,6 +47,13 @@ def register(subparsers) -> None:
                         help="decide requests that carry context.time as of that time (what-if "
                         "and test deployments only: by default the server's clock decides and "
                         "a requested time is refused)")
+    parser.add_argument("--audit-log", metavar="FILE|URL|off",
+                        help="where every answer is recorded: a SQLite file (default "
+                        "tiergate-audit.db), a postgresql:// URL, or off (development only)")
+    parser.add_argument("--audit-key", metavar="KEY",
+                        help="the signing key for the log's checkpoints (tiergate audit keygen)")
+    parser.add_argument("--audit-chain", metavar="NAME",
+                        help="this server's chain in the log (default: host, start time, pid)")
     parser.set_defaults(run=run)
 
 
@@ -61,7 +68,8 @@ def run(args) -> int:
              "threads": args.threads, "log_level": args.log_level,
              "accept_request_time": args.accept_request_time, "bundle": args.bundle,
              "max_batch": args.max_batch, "reflection": args.reflection,
-             "verify_key": args.verify_key}
+             "verify_key": args.verify_key, "audit_log": args.audit_log,
+             "audit_key": args.audit_key, "audit_chain": args.audit_chain}
     try:
         config = load_config(flags, config_file=args.config)
     except ConfigError as problem:

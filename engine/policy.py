@@ -11,7 +11,7 @@ from typing import Any, Mapping
 from . import model
 from .compile import Branch, CompiledTree, GrantIndex, Leaf, build_grant_index, build_tree, time_literals
 from .decision import DEFAULT_DENY, DENY, PERMIT, Decision, Obligation, Reason
-from .request import SLOT, TIME_SLOT, RequestReader, requested_time_refused
+from .request import SLOT, TIME_SLOT, RequestReader, decided_request, requested_time_refused
 from .timeutil import format_instant, now_micros
 from .whynot import WhyNot
 
@@ -176,15 +176,30 @@ class PolicySet:
         request that names an undeclared value, lacks a required attribute, has a value of the
         wrong type, or contradicts the catalog.
         """
+        values = self._values_at(request, now, requested_time)
+        if explain:
+            from .explain import explain_decision  # only the explaining path pays for it
+            return explain_decision(self, values)
+        return self.decide_values(values)
+
+    def decide_recorded(self, request: Mapping[str, Any], *, now: int | None = None,
+                        explain: bool = False,
+                        requested_time: bool = True) -> tuple[Decision, dict]:
+        """`decide`, and the request as decided (request.decided_request) for the audit log."""
+        values = self._values_at(request, now, requested_time)
+        if explain:
+            from .explain import explain_decision
+            return explain_decision(self, values), decided_request(values)
+        return self.decide_values(values), decided_request(values)
+
+    def _values_at(self, request: Mapping[str, Any], now: int | None,
+                   requested_time: bool) -> list:
         values = self._reader.read(request)
         if values[TIME_SLOT] is None:
             values[TIME_SLOT] = now_micros() if now is None else now
         elif not requested_time:
             raise requested_time_refused(request["context"]["time"])
-        if explain:
-            from .explain import explain_decision  # only the explaining path pays for it
-            return explain_decision(self, values)
-        return self.decide_values(values)
+        return values
 
     def leaf_for(self, values: list, path: list | None = None) -> Leaf:
         node = self.tree.root

@@ -18,7 +18,7 @@ from tiergate.grammar.diagnostics import did_you_mean
 
 from .model import NO_CATALOG, Catalog, Vocabulary
 from .schema import REQUEST_ATTRIBUTES, REQUEST_SECTIONS, Kind
-from .timeutil import parse_instant
+from .timeutil import format_instant, parse_instant
 
 # INVARIANT: slots follow REQUEST_ATTRIBUTES; the compiled tree indexes values by slot.
 SLOT = {attribute.path: index for index, attribute in enumerate(REQUEST_ATTRIBUTES)}
@@ -28,6 +28,27 @@ _TOP_LEVEL = frozenset(REQUEST_SECTIONS) | {a.path for a in REQUEST_ATTRIBUTES i
 # How much of a bad value an error message quotes: enough to recognise it, never so much that
 # the error outgrows what a gRPC client accepts as status details.
 SHOWN_CHARACTERS = 100
+
+
+_SECTIONED = tuple((SLOT[a.path], a.section, a.key, a.kind is Kind.TIME)
+                  for a in REQUEST_ATTRIBUTES)
+
+
+def decided_request(values: list) -> dict:
+    """The request as it was decided, in the contract's JSON shape: catalog attributes settled,
+    context.time the instant decided at, absent attributes left out. For audit records."""
+    out: dict = {}
+    for slot, section, key, is_time in _SECTIONED:
+        value = values[slot]
+        if value is None:
+            continue
+        if is_time:
+            value = format_instant(value)
+        if section is None:
+            out[key] = value
+        else:
+            out.setdefault(section, {})[key] = value
+    return out
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ Adding a service — the registration contract
 --------------------------------------------
 Every module named in SERVICE_MODULES defines
 
-    def register(server: grpc.Server, holder: PolicyHolder, config: ServeConfig) -> object
+    def register(server: grpc.Server, holder: PolicyHolder, config: ServeConfig, *,
+                 audit: AuditLog | None) -> object
 
 which adds its handlers to `server` (not yet started) and returns anything (kept in
 RunningServer.services under the module's short name). The module also defines
@@ -17,7 +18,8 @@ are listed in reflection and reported SERVING by the health service.
 
 A handler reads `holder.current` (a holder.Snapshot: policy set, load time, decision cache)
 once per call and uses only that snapshot; `holder.clock()` is the time for requests that give
-none; `holder.on_swap(listener)` announces every reload. Adding Envoy ext_authz is one line:
+none; `holder.on_swap(listener)` announces every reload. A handler that answers calls for real
+records each answer with `audit.record(...)` before sending it (None when the log is off). Adding Envoy ext_authz is one line:
 append "tiergate.server.ext_authz" to SERVICE_MODULES.
 """
 
@@ -29,6 +31,7 @@ import signal
 import sys
 import threading
 from concurrent import futures
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +42,11 @@ from grpc_reflection.v1alpha import reflection
 from tiergate.engine import PolicySet, compile_sources
 from tiergate.engine.timeutil import now_micros
 
-from .config import ServeConfig
+from tiergate.audit.log import AuditLog
+from tiergate.audit.note import NoteError, read_signer
+from tiergate.audit.store import StoreError, open_store
+
+from .config import ServeConfig, default_chain
 from .holder import Clock, PolicyHolder
 from .reload import PolicyWatcher
 from .sources import source_for
@@ -70,12 +77,42 @@ class RunningServer:
     names: tuple[str, ...] = ()
     source: Any = None  # where the policy comes from (sources.py), polled by the watcher
 
+    audit: AuditLog | None = None
+
     def stop(self, grace: float | None = None) -> None:
         """Refuse new calls, let calls in flight finish for up to `grace` seconds, stop."""
         self.health.enter_graceful_shutdown()  # health checks now answer NOT_SERVING
         if self.watcher is not None:
             self.watcher.stop()
         self.server.stop(grace).wait()
+        if self.audit is not None:
+            self.audit.close()  # commits what is left and writes a last checkpoint
+
+
+def open_audit_log(config: ServeConfig, on_health) -> AuditLog | None:
+    """The audit log `config` names, started; None when it is off. Raises RuntimeError when it
+    cannot be opened or its key cannot be read: a server that cannot record does not serve."""
+    if not config.auditing:
+        log.warning("the audit log is OFF (audit_log = \"off\"): decisions are not recorded; "
+                    "never run like this in front of real data (福州办法 第二十七条)")
+        return None
+    signer = None
+    if config.audit_key is not None:
+        try:
+            signer = read_signer(Path(config.audit_key).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, NoteError) as problem:
+            raise RuntimeError(f"audit_key {config.audit_key}: {problem}") from None
+    else:
+        log.warning("the audit log has no signing key (audit_key): its checkpoints are unsigned")
+    target = config.audit_log
+    audit = AuditLog(lambda: open_store(target, fsync=config.audit_fsync),
+                     config.audit_chain or default_chain(), signer=signer,
+                     checkpoint_interval=config.audit_checkpoint_interval,
+                     wait_seconds=config.audit_wait_seconds, on_health=on_health)
+    try:
+        return audit.start()
+    except StoreError as problem:
+        raise RuntimeError(str(problem)) from None
 
 
 def server_options(config: ServeConfig) -> list[tuple[str, Any]]:
@@ -102,6 +139,17 @@ def start_server(config: ServeConfig, *, policy: PolicySet | None = None,
         policy = compile_sources(sources, revision=revision)
     holder = PolicyHolder(policy, policy_dir=str(source), cache_size=config.cache_size,
                           clock=clock)
+    health_servicer = health.HealthServicer()
+    served_names: list[str] = [""]
+
+    def on_audit_health(ok: bool) -> None:
+        # The log failing makes every decision an error: say so to load balancers.
+        status = (health_pb2.HealthCheckResponse.SERVING if ok
+                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        for name in served_names:
+            health_servicer.set(name, status)
+
+    audit = open_audit_log(config, on_audit_health)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.threads,
                                                     thread_name_prefix="tiergate-rpc"),
                          options=server_options(config))
@@ -109,11 +157,12 @@ def start_server(config: ServeConfig, *, policy: PolicySet | None = None,
     names: list[str] = []
     for module_name in SERVICE_MODULES:
         module = importlib.import_module(module_name)
-        services[module_name.rsplit(".", 1)[-1]] = module.register(server, holder, config)
+        services[module_name.rsplit(".", 1)[-1]] = module.register(server, holder, config,
+                                                                   audit=audit)
         names.extend(service_names(module))
-    health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in ("", *names):
+    served_names.extend(names)
+    for name in served_names:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     all_names = (*names, health.SERVICE_NAME)
     if config.reflection:
@@ -121,13 +170,15 @@ def start_server(config: ServeConfig, *, policy: PolicySet | None = None,
         reflection.enable_server_reflection(all_names, server)
     port = server.add_insecure_port(config.listen)
     if port == 0:
+        if audit is not None:
+            audit.close()
         raise RuntimeError(f"cannot listen on {config.listen}")
     server.start()
     watcher = None
     if config.reload_interval > 0:
         watcher = PolicyWatcher(holder, interval=config.reload_interval, source=source).start()
     return RunningServer(server, port, holder, health_servicer, watcher, services, all_names,
-                         source)
+                         source, audit)
 
 
 def serve(config: ServeConfig, *, ready_message: bool = True) -> int:

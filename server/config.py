@@ -13,6 +13,10 @@
     accept_request_time = false  # decide requests that carry context.time (what-if, tests only)
     max_batch = 1000             # requests per DecideBatch; more is RESOURCE_EXHAUSTED
     reflection = true            # gRPC server reflection (grpcurl list); switch off in production
+    audit_log = "tiergate-audit.db"  # every answer, kept (SQLite file, or a postgresql:// URL)
+    audit_key = "audit.key"          # signs the log's checkpoints (tiergate audit keygen)
+    audit_chain = "gw-1"             # this process's chain (default: host, start time, pid)
+    audit_checkpoint_interval = 10.0 # seconds between signed checkpoints
     # bundle = "https://bundles.example.cn/policies.bundle"   # instead of policy_dir
     # verify_key = "officer.pub"                              # required with bundle
 
@@ -72,6 +76,20 @@ class ServeConfig(BaseModel):
     max_batch: int = Field(1000, ge=1, le=100_000)
     # Server reflection lists the whole API to anyone who can connect: off for production.
     reflection: bool = True
+    # The audit log (tiergate.audit): a SQLite file (relative to the working directory, or to
+    # the config file that names it) or a postgresql:// URL; "off" records nothing (development
+    # only: the regulation requires the log, 福州办法 第二十七条).
+    audit_log: str = "tiergate-audit.db"
+    # The Ed25519 key that signs checkpoints (tiergate audit keygen); without one the log
+    # still chains and verifies, and says it is unsigned.
+    audit_key: Path | None = None
+    # This process's chain; each replica (and each --workers worker) writes its own.
+    audit_chain: str | None = None
+    audit_checkpoint_interval: float = Field(10.0, gt=0)
+    # FULL fsyncs every group commit (survives power loss); NORMAL survives a killed process.
+    audit_fsync: bool = False
+    # How long a call waits for its record to commit before it fails (UNAVAILABLE).
+    audit_wait_seconds: float = Field(5.0, gt=0)
 
     @field_validator("listen")
     @classmethod
@@ -90,6 +108,19 @@ class ServeConfig(BaseModel):
                              "that signed it)")
         return self
 
+    @field_validator("audit_chain")
+    @classmethod
+    def _chain_name(cls, value: str | None) -> str | None:
+        if value is not None and (not value or len(value) > 100
+                                  or any(c.isspace() or c in "/\\" for c in value)):
+            raise ValueError(f"{value!r} is not a chain name (1-100 characters, no spaces or "
+                             "slashes)")
+        return value
+
+    @property
+    def auditing(self) -> bool:
+        return self.audit_log != "off"
+
     @property
     def port(self) -> int:
         return int(self.listen.rpartition(":")[2])
@@ -100,6 +131,17 @@ class ServeConfig(BaseModel):
 
 
 FIELDS = tuple(ServeConfig.model_fields)
+
+
+def default_chain() -> str:
+    """A process's audit chain when the config names none: host name, start time and pid, so
+    that no two processes ever write one chain (each chain has exactly one writer)."""
+    import socket
+    import time
+
+    host = "".join(c if c.isalnum() or c in "-_." else "-" for c in socket.gethostname())
+    started = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return f"{host[:60] or 'tiergate'}-{started}-{os.getpid()}"
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -125,10 +167,13 @@ def load_config(flags: Mapping[str, Any], *, config_file: str | Path | None = No
     merged: dict[str, Any] = {}
     if config_file:
         settings = read_config_file(config_file)
-        for key in ("policy_dir", "mapping", "verify_key"):
+        for key in ("policy_dir", "mapping", "verify_key", "audit_key"):
             if isinstance(settings.get(key), str):
                 # A relative path in a file means relative to that file, wherever we run.
                 settings[key] = Path(config_file).parent / settings[key]
+        audit_log = settings.get("audit_log")
+        if (isinstance(audit_log, str) and audit_log != "off" and "://" not in audit_log):
+            settings["audit_log"] = str(Path(config_file).parent / audit_log)
         merged.update(settings)
     merged.update(from_environment(environ))
     merged.update({k: v for k, v in flags.items() if v is not None})

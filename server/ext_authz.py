@@ -31,8 +31,11 @@ from envoy.type.v3 import http_status_pb2
 from google.protobuf import json_format, struct_pb2
 from google.rpc import code_pb2, status_pb2
 
+from tiergate.audit import record
+from tiergate.audit.log import AuditLog, AuditUnavailable
 from tiergate.engine import Decision, PolicySet, RequestError
 from tiergate.engine.schema import Kind
+from tiergate.engine.timeutil import now_micros
 
 from .mapping import ATTRIBUTES, MAPPING_FILE, GatewayMapping, MappingError, MappingProblem, load_mapping
 
@@ -62,8 +65,10 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
 
     def __init__(self, policy_source: PolicySource,
                  mapping: GatewayMapping | MappingSource | None, *,
-                 clock: Callable[[], int] | None = None, accept_request_time: bool = False):
+                 clock: Callable[[], int] | None = None, accept_request_time: bool = False,
+                 audit: AuditLog | None = None):
         self._policy_source = policy_source
+        self._audit = audit
         self._accept_request_time = accept_request_time
         # A plain mapping or a callable (so a holder can reload the mapping file too); None
         # when no mapping is configured: every Check is then denied, saying so.
@@ -72,49 +77,87 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
 
     def Check(self, request: external_auth_pb2.CheckRequest, context) -> external_auth_pb2.CheckResponse:
         try:
-            return self.check(request)
+            return self.check(request, context)
         except Exception:  # noqa: BLE001 — any failure must still be a denial, never a pass
             error_id = _error_id()
             log.exception("ext_authz check failed (decision id %s)", error_id)
-            body = {"effect": "DENY", "error": "internal", "decision_id": error_id,
-                    "reasons": [_reason("internal", "授权服务内部错误，请求被拒绝",
-                                        "internal error in the authorization service; "
-                                        "the request is denied")]}
-            return _denied(code_pb2.INTERNAL, http_status_pb2.InternalServerError, body,
-                           error_id, None)
+            return _internal_denied(error_id)
 
-    def check(self, request: external_auth_pb2.CheckRequest) -> external_auth_pb2.CheckResponse:
+    def check(self, request: external_auth_pb2.CheckRequest,
+              context=None) -> external_auth_pb2.CheckResponse:
+        response, decided, decision_id = self._answer(request)
+        if self._audit is None:
+            return response
+        address = request.attributes.source.address.socket_address
+        downstream = f"{address.address}:{address.port_value}" if address.address else None
+        caller = (record.grpc_caller(context, downstream) if context is not None
+                  else record.caller_json(None, None, downstream))
+        try:
+            self._audit.record([record.entry(decided, time_us=self._now(),
+                                             decision_id=decision_id, entry_point="Check",
+                                             caller=caller)])
+        except AuditUnavailable as problem:
+            # SECURITY: no unrecorded permit; the gateway gets a denial instead.
+            log.debug("ext_authz %s not answered: %s", decision_id, problem)
+            return _audit_denied(decision_id)
+        return response
+
+    def _now(self) -> int:
+        return self._clock() if self._clock is not None else now_micros()
+
+    def _answer(self, request):
+        """(CheckResponse, the audit record's decision part, decision id) for one Check."""
         http = request.attributes.request.http
+        http_part = {"method": http.method[:20], "path": http.path.split("?", 1)[0][:2000]}
         mapping = self._mapping_source()
         if mapping is None:
-            return _mapping_denied(MappingError([MappingProblem(
+            error = MappingError([MappingProblem(
                 None, "mapping: no gateway mapping is configured (POLICY_DIR/gateway.toml "
-                "or --mapping FILE)", "映射：未配置网关映射文件（POLICY_DIR/gateway.toml 或 --mapping）")]))
+                "or --mapping FILE)", "映射：未配置网关映射文件（POLICY_DIR/gateway.toml 或 --mapping）")])
+            return self._mapping_refused(error, http_part)
         try:
             tiergate_request = mapping.translate(
                 method=http.method, path=http.path, headers=_headers(http),
                 claims=_claims(request.attributes.metadata_context, mapping))
         except MappingError as error:
-            return _mapping_denied(error)
+            return self._mapping_refused(error, http_part)
         policy = self._policy_source()
         try:
-            decision = policy.decide(tiergate_request,
-                                     now=self._clock() if self._clock is not None else None,
-                                     requested_time=self._accept_request_time)
+            decision, settled = policy.decide_recorded(
+                tiergate_request, now=self._clock() if self._clock is not None else None,
+                requested_time=self._accept_request_time)
         except RequestError as error:
-            return _request_denied(error, policy.revision)
+            error_id = _error_id()
+            subject, resource = (tiergate_request.get(k) or {} for k in ("subject", "resource"))
+            decided = record.refused(
+                "invalid_request", str(error), record.problems_of(error),
+                policy_revision=policy.revision, http=http_part,
+                claimed={"subject": subject.get("id"), "org": subject.get("org_id"),
+                         "dataset": resource.get("id")})
+            return _request_denied(error, policy.revision, error_id), decided, error_id
+        decided = record.decided(decision, settled, http_part)
         if decision.permitted:
-            return _permitted(decision)
-        return _decision_denied(decision)
+            return _permitted(decision), decided, decision.decision_id
+        return _decision_denied(decision), decided, decision.decision_id
+
+    @staticmethod
+    def _mapping_refused(error: MappingError, http_part: dict):
+        error_id = _error_id()
+        decided = record.refused("mapping", str(error),
+                                 [{"attribute": p.attribute, "value": None,
+                                   "message": p.message_en} for p in error.problems],
+                                 policy_revision=None, http=http_part)
+        return _mapping_denied(error, error_id), decided, error_id
 
 
 def add_ext_authz(server, policy_source: PolicySource,
                   mapping: GatewayMapping | MappingSource | None, *,
                   clock: Callable[[], int] | None = None,
-                  accept_request_time: bool = False) -> ExtAuthzServicer:
+                  accept_request_time: bool = False,
+                  audit: AuditLog | None = None) -> ExtAuthzServicer:
     """Serve envoy.service.auth.v3.Authorization on `server` (a grpc.Server)."""
     servicer = ExtAuthzServicer(policy_source, mapping, clock=clock,
-                                accept_request_time=accept_request_time)
+                                accept_request_time=accept_request_time, audit=audit)
     external_auth_pb2_grpc.add_AuthorizationServicer_to_server(servicer, server)
     undeclared = []
     try:
@@ -171,7 +214,7 @@ class _ReloadingMapping:
                       self.path, problem)
 
 
-def register(server, holder, config) -> ExtAuthzServicer:
+def register(server, holder, config, *, audit: AuditLog | None = None) -> ExtAuthzServicer:
     """app.py's registration contract: Envoy ext_authz over the holder's current policy set.
 
     Raises DiagnosticError when the mapping file does not load, so the server does not start.
@@ -187,7 +230,7 @@ def register(server, holder, config) -> ExtAuthzServicer:
                  else "--mapping FILE, which a bundle needs")
         log.warning("ext_authz: no gateway mapping (%s); every Check is denied", where)
     return add_ext_authz(server, lambda: holder.current.policy, mapping, clock=holder.clock,
-                         accept_request_time=config.accept_request_time)
+                         accept_request_time=config.accept_request_time, audit=audit)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -248,8 +291,24 @@ def _decision_denied(decision: Decision) -> external_auth_pb2.CheckResponse:
                    decision.decision_id, decision.policy_revision)
 
 
-def _mapping_denied(error: MappingError) -> external_auth_pb2.CheckResponse:
-    error_id = _error_id()
+def _internal_denied(error_id: str) -> external_auth_pb2.CheckResponse:
+    body = {"effect": "DENY", "error": "internal", "decision_id": error_id,
+            "reasons": [_reason("internal", "授权服务内部错误，请求被拒绝",
+                                "internal error in the authorization service; "
+                                "the request is denied")]}
+    return _denied(code_pb2.INTERNAL, http_status_pb2.InternalServerError, body, error_id, None)
+
+
+def _audit_denied(decision_id: str) -> external_auth_pb2.CheckResponse:
+    body = {"effect": "DENY", "error": "audit", "decision_id": decision_id,
+            "reasons": [_reason("audit", "审计日志无法写入，请求被拒绝（不允许未留痕的访问）",
+                                "the audit log cannot be written, so the request is denied "
+                                "(no access goes unrecorded)")]}
+    return _denied(code_pb2.UNAVAILABLE, http_status_pb2.ServiceUnavailable, body, decision_id,
+                   None)
+
+
+def _mapping_denied(error: MappingError, error_id: str) -> external_auth_pb2.CheckResponse:
     log.debug("ext_authz %s denied: %s", error_id, error)
     body = {"effect": "DENY", "error": "mapping", "decision_id": error_id,
             "reasons": [_reason("mapping", p.message_zh, p.message_en, p.attribute)
@@ -257,8 +316,8 @@ def _mapping_denied(error: MappingError) -> external_auth_pb2.CheckResponse:
     return _denied(code_pb2.PERMISSION_DENIED, http_status_pb2.Forbidden, body, error_id, None)
 
 
-def _request_denied(error: RequestError, revision: str) -> external_auth_pb2.CheckResponse:
-    error_id = _error_id()
+def _request_denied(error: RequestError, revision: str,
+                    error_id: str) -> external_auth_pb2.CheckResponse:
     log.debug("ext_authz %s denied: %s", error_id, error)
     reasons = []
     for p in error.problems:

@@ -17,6 +17,9 @@ from google.protobuf.message import DecodeError
 from tiergate.engine import RequestError
 from tiergate.v1 import authorizer_pb2 as pb
 
+from tiergate.audit import record
+from tiergate.audit.log import AuditLog, AuditUnavailable
+
 from . import convert, wire
 from .cache import next_decision_id
 from .holder import PolicyHolder, Snapshot
@@ -25,6 +28,8 @@ log = logging.getLogger("tiergate.server")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Authorizer"].full_name  # "tiergate.v1.Authorizer"
 REQUEST_ERROR_METADATA = "tiergate-request-error-bin"
+# The id of a refused call's audit record, to find it from the error the caller saw.
+DECISION_ID_METADATA = "tiergate-decision-id"
 _DEADLINE_CHECK_EVERY = 64  # batch items between deadline checks
 
 
@@ -72,57 +77,125 @@ def _check_deadline(context: grpc.ServicerContext) -> None:
         raise Deadline()
 
 
-def decide_one(snapshot: Snapshot, message: pb.DecideRequest, clock, *,
-               accept_request_time: bool = False) -> bytes:
-    """One serialized tiergate.v1.Decision from one snapshot.
+class Answer:
+    """One decided request: its wire bytes, and what its audit record needs."""
 
-    The cache is used only for requests without a time (and without explain). Raises
-    RequestError for a request that cannot be decided, or that carries a time the server
-    does not accept.
+    __slots__ = ("encoded", "decided", "decision_id", "time_us")
+
+    def __init__(self, encoded: bytes, decided, decision_id: str, time_us: int):
+        self.encoded, self.decided = encoded, decided
+        self.decision_id, self.time_us = decision_id, time_us
+
+
+def decide_one(snapshot: Snapshot, message: pb.DecideRequest, clock, *,
+               accept_request_time: bool = False, recorded: bool = False) -> Answer:
+    """One serialized tiergate.v1.Decision from one snapshot, and (when `recorded`) the part
+    of its audit record that says what was decided.
+
+    The cache is used only for requests without a time (and without explain); it keeps the
+    record part beside the encoding, so an answer from the cache is recorded as fully as one
+    decided afresh. Raises RequestError for a request that cannot be decided, or that carries a
+    time the server does not accept.
     """
     when = convert.request_time(message, accepted=accept_request_time)
-    if when is None:
-        now = clock()
-        cache = snapshot.cache
-        if cache is not None and not message.explain:
-            key = message.SerializeToString()
-            encoded = cache.get(key, now)
-            if encoded is None:
-                decision = snapshot.policy.decide(convert.request_to_dict(message), now=now)
-                encoded = wire.decision_without_id(decision)
-                cache.put(key, encoded, decision.valid_until, now)
-                return wire.with_id(encoded, decision.decision_id)
-            return wire.with_id(encoded, next_decision_id())
-    else:
-        now = when
-    decision = snapshot.policy.decide(convert.request_to_dict(message), now=now,
-                                      explain=message.explain)
-    return wire.decision_bytes(decision)
+    now = clock()
+    cache = snapshot.cache
+    if when is None and cache is not None and not message.explain:
+        key = message.SerializeToString()
+        cached = cache.get(key, now)
+        if cached is not None:
+            decision_id = next_decision_id()
+            return Answer(wire.with_id(cached[0], decision_id), cached[1], decision_id, now)
+        decision, settled = _decide(snapshot, message, now, False, recorded)
+        decided = record.decided(decision, settled) if recorded else None
+        encoded = wire.decision_without_id(decision)
+        cache.put(key, (encoded, decided), decision.valid_until, now)
+        return Answer(wire.with_id(encoded, decision.decision_id), decided, decision.decision_id,
+                      now)
+    decision, settled = _decide(snapshot, message, now if when is None else when,
+                                message.explain, recorded)
+    decided = record.decided(decision, settled) if recorded else None
+    return Answer(wire.decision_bytes(decision), decided, decision.decision_id, now)
+
+
+def _decide(snapshot: Snapshot, message, now: int, explain: bool, recorded: bool):
+    request = convert.request_to_dict(message)
+    if recorded:
+        return snapshot.policy.decide_recorded(request, now=now, explain=explain)
+    return snapshot.policy.decide(request, now=now, explain=explain), None
+
+
+def refusal_record(error: RequestError, message, policy_revision: str | None):
+    """The record part of a request refused as bad input, with whom it claimed to be from."""
+    claimed = None
+    if message is not None and message.__class__ is not _Malformed:
+        claimed = {"subject": message.subject.id, "org": message.subject.org_id,
+                   "dataset": message.resource.id}
+    return record.refused("invalid_request", str(error), record.problems_of(error),
+                          policy_revision=policy_revision, claimed=claimed)
 
 
 class AuthorizerService:
-    """Answers tiergate.v1.Authorizer calls from whatever snapshot the holder has now."""
+    """Answers tiergate.v1.Authorizer calls from whatever snapshot the holder has now.
+
+    With an audit log, every answer — decision or refusal — is committed to it before it is
+    sent; if it cannot be, the call fails with UNAVAILABLE instead (see tiergate.audit.log).
+    """
 
     def __init__(self, holder: PolicyHolder, *, accept_request_time: bool = False,
-                 max_batch: int = 1000):
+                 max_batch: int = 1000, audit: AuditLog | None = None):
         self.holder = holder
         self.in_flight = InFlight()
         self.accept_request_time = accept_request_time
         self.max_batch = max_batch
+        self.audit = audit
+
+    def _record(self, context, entry_point: str, answers: list) -> None:
+        """Commit the records of `answers` ((decided, decision id, time) each) or abort."""
+        caller = record.grpc_caller(context)
+        entries = [record.entry(decided, time_us=time_us, decision_id=decision_id,
+                                entry_point=entry_point, caller=caller)
+                   for decided, decision_id, time_us in answers]
+        try:
+            self.audit.record(entries)
+        except AuditUnavailable as problem:
+            # SECURITY: an answer the log does not hold is not given (fail closed).
+            log.error("%s not answered: %s", entry_point, problem)
+            context.abort(grpc.StatusCode.UNAVAILABLE,
+                          "the decision could not be recorded in the audit log, so it is not "
+                          "given; try again later / 审计日志无法写入，不予决策")
+
+    def _refuse(self, context, entry_point: str, code, message: str, decided) -> None:
+        """Record a refusal (when auditing), then abort the call with `code`."""
+        decision_id = next_decision_id()
+        if self.audit is not None:
+            self._record(context, entry_point, [(decided, decision_id, self.holder.clock())])
+        context.set_trailing_metadata(((DECISION_ID_METADATA, decision_id),))
+        context.abort(code, message)
 
     def Decide(self, request, context: grpc.ServicerContext) -> bytes:
         if request.__class__ is _Malformed:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          f"malformed {request.type_name}: {request.problem}")
+            message = f"malformed {request.type_name}: {request.problem}"
+            self._refuse(context, "Decide", grpc.StatusCode.INVALID_ARGUMENT, message,
+                         record.refused("malformed", message, (), policy_revision=None))
         with self.in_flight:
+            snapshot = self.holder.current
+            recorded = self.audit is not None
             try:
                 _check_deadline(context)
-                return decide_one(self.holder.current, request, self.holder.clock,
-                                  accept_request_time=self.accept_request_time)
+                answer = decide_one(snapshot, request, self.holder.clock,
+                                    accept_request_time=self.accept_request_time,
+                                    recorded=recorded)
             except RequestError as error:
                 detail = convert.request_error_to_proto(error)
+                decision_id = next_decision_id()
                 context.set_trailing_metadata(
-                    ((REQUEST_ERROR_METADATA, detail.SerializeToString()),))
+                    ((REQUEST_ERROR_METADATA, detail.SerializeToString()),
+                     (DECISION_ID_METADATA, decision_id)))
+                if recorded:
+                    self._record(context, "Decide", [(
+                        refusal_record(error, request, snapshot.policy.revision),
+                        decision_id, self.holder.clock())])
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
             except Deadline:
                 context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -131,28 +204,41 @@ class AuthorizerService:
                 # SECURITY: a failure while deciding is an error, never a permit.
                 log.exception("Decide failed")
                 context.abort(grpc.StatusCode.INTERNAL, "the request could not be decided")
+            if recorded:
+                self._record(context, "Decide",
+                             [(answer.decided, answer.decision_id, answer.time_us)])
+            return answer.encoded
 
     def DecideBatch(self, request, context: grpc.ServicerContext) -> bytes:
         if request.__class__ is _Malformed:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          f"malformed {request.type_name}: {request.problem}")
+            message = f"malformed {request.type_name}: {request.problem}"
+            self._refuse(context, "DecideBatch", grpc.StatusCode.INVALID_ARGUMENT, message,
+                         record.refused("malformed", message, (), policy_revision=None))
         if len(request.requests) > self.max_batch:
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                          f"a batch of {len(request.requests)} requests is more than this server "
-                          f"decides in one call ({self.max_batch}); split it")
+            message = (f"a batch of {len(request.requests)} requests is more than this server "
+                       f"decides in one call ({self.max_batch}); split it")
+            self._refuse(context, "DecideBatch", grpc.StatusCode.RESOURCE_EXHAUSTED, message,
+                         record.refused("too_large", message, (), policy_revision=None))
         snapshot = self.holder.current  # INVARIANT: one policy for the whole batch
         clock, accept = self.holder.clock, self.accept_request_time
-        results = []
+        recorded = self.audit is not None
+        results, answers = [], []
         with self.in_flight:
             try:
                 for index, item in enumerate(request.requests):
                     if index % _DEADLINE_CHECK_EVERY == 0:
                         _check_deadline(context)
                     try:
-                        results.append(wire.batch_decision(
-                            decide_one(snapshot, item, clock, accept_request_time=accept)))
+                        answer = decide_one(snapshot, item, clock, accept_request_time=accept,
+                                            recorded=recorded)
+                        results.append(wire.batch_decision(answer.encoded))
+                        if recorded:
+                            answers.append((answer.decided, answer.decision_id, answer.time_us))
                     except RequestError as error:
                         results.append(wire.batch_error(convert.request_error_to_proto(error)))
+                        if recorded:
+                            answers.append((refusal_record(error, item, snapshot.policy.revision),
+                                            next_decision_id(), clock()))
             except Deadline:
                 context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
                               f"the deadline passed after {len(results)} of "
@@ -161,6 +247,8 @@ class AuthorizerService:
                 # SECURITY: one failure fails the whole batch; no partial answer to misread.
                 log.exception("DecideBatch failed")
                 context.abort(grpc.StatusCode.INTERNAL, "the batch could not be decided")
+            if recorded and answers:
+                self._record(context, "DecideBatch", answers)
         return b"".join(results)  # the serialized DecideBatchResponse
 
     def GetPolicyInfo(self, request, context: grpc.ServicerContext) -> pb.PolicyInfo:
@@ -197,10 +285,11 @@ def _handlers(service: AuthorizerService) -> dict:
     }
 
 
-def register(server: grpc.Server, holder: PolicyHolder, config) -> AuthorizerService:
+def register(server: grpc.Server, holder: PolicyHolder, config, *,
+             audit: AuditLog | None = None) -> AuthorizerService:
     """Add tiergate.v1.Authorizer to `server` (the app.py registration contract)."""
     service = AuthorizerService(holder, accept_request_time=config.accept_request_time,
-                                max_batch=config.max_batch)
+                                max_batch=config.max_batch, audit=audit)
     handlers = _handlers(service)
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))

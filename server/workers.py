@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 
-from .config import ServeConfig
+from .config import ServeConfig, default_chain
 
 log = logging.getLogger("tiergate.server")
 
@@ -124,8 +124,13 @@ def run_workers(config: ServeConfig) -> int:
                 for s in (signal.SIGTERM, signal.SIGINT)}
     workers: list[subprocess.Popen] = []
     try:
-        child_config = config.model_copy(update={"workers": 1, "reuse_port": True})
-        for _ in range(config.workers):
+        # Each worker writes its own audit chain (one writer per chain); a restarted worker
+        # takes up the chain of the one it replaces.
+        base_chain = config.audit_chain or default_chain()
+        child_configs = [config.model_copy(update={"workers": 1, "reuse_port": True,
+                                                   "audit_chain": f"{base_chain}-w{i + 1}"})
+                         for i in range(config.workers)]
+        for child_config in child_configs:
             workers.append(_start_worker(child_config))
         for index, worker in enumerate(workers):
             line = worker.stdout.readline().strip()  # the worker's ready line, or EOF
@@ -143,7 +148,7 @@ def run_workers(config: ServeConfig) -> int:
                 if slot.restart_at is None and slot.process.poll() is not None:
                     slot.died()
                 elif slot.restart_at is not None and time.monotonic() >= slot.restart_at:
-                    slot.restart(child_config, config.workers)
+                    slot.restart(child_configs[slot.index], config.workers)
             workers = [slot.process for slot in slots]
         log.info("forwarding SIGTERM to %d workers", len(workers))
         codes = _stop_all([s.process for s in slots if s.restart_at is None], config.drain_seconds)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import copy
 import functools
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,6 +18,12 @@ from tiergate.engine.timeutil import parse_instant
 
 REPO = Path(__file__).resolve().parent.parent
 POLICIES = REPO / "policies"
+# Every server the tests start records into this session's own audit log (never the work
+# tree): ServeConfig(audit_log=TEST_AUDIT_LOG) in process, TIERGATE_AUDIT_LOG for `tiergate serve`.
+_AUDIT_DIRECTORY = Path(tempfile.mkdtemp(prefix="tiergate-test-audit-"))
+atexit.register(shutil.rmtree, _AUDIT_DIRECTORY, True)
+TEST_AUDIT_LOG = str(_AUDIT_DIRECTORY / "audit.db")
+os.environ.setdefault("TIERGATE_AUDIT_LOG", TEST_AUDIT_LOG)
 # A dataset id the shipped catalog does not list: requests that vary a dataset's attributes
 # name it, and the `policy` fixture decides such requests on the attributes they state.
 UNCATALOGUED = "ds-uncatalogued"

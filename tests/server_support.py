@@ -8,7 +8,7 @@ from pathlib import Path
 
 import grpc
 
-from conftest import as_stated_directory
+from conftest import TEST_AUDIT_LOG, as_stated_directory
 from tiergate.engine.timeutil import parse_instant
 from tiergate.server.app import start_server
 from tiergate.server.config import ServeConfig
@@ -79,7 +79,7 @@ def running_server(policy_dir: Path | None = None, **settings):
     clock = settings.pop("clock", None)
     config = ServeConfig(policy_dir=policy_dir or as_stated_directory(), listen="127.0.0.1:0",
                          **{"reload_interval": 0, "threads": 4, "accept_request_time": True,
-                            **settings})
+                            "audit_log": TEST_AUDIT_LOG, **settings})
     running = start_server(config, **({"clock": clock} if clock else {}))
     channel = grpc.insecure_channel(f"127.0.0.1:{running.port}", options=CLIENT_OPTIONS)
     try:

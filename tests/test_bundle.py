@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import grpc
 import pytest
 
-from conftest import POLICIES, make_request
+from conftest import POLICIES, TEST_AUDIT_LOG, make_request
 from server_support import CLIENT_OPTIONS, to_proto
 from tiergate.engine import DiagnosticError, load_policy_set
 from tiergate.engine.bundle import build_bundle, read_bundle
@@ -142,6 +142,7 @@ def test_a_server_serves_a_signed_bundle_from_a_url_and_only_one_that_verifies(t
     url = f"http://127.0.0.1:{http.server_address[1]}/policies.bundle"
     (tmp_path / "officer.pub").write_bytes(public(keys))
     config = ServeConfig(bundle=url, verify_key=tmp_path / "officer.pub", listen="127.0.0.1:0",
+                         audit_log=TEST_AUDIT_LOG,
                          reload_interval=0, accept_request_time=True)
     running = start_server(config)
     channel = grpc.insecure_channel(f"127.0.0.1:{running.port}", options=CLIENT_OPTIONS)

@@ -15,7 +15,7 @@ from tiergate.engine import RequestError
 from tiergate.server.ext_authz import ExtAuthzServicer, add_ext_authz
 from tiergate.server.mapping import parse_mapping
 
-from conftest import POLICIES, instant
+from conftest import POLICIES, TEST_AUDIT_LOG, instant
 
 GATEWAY = POLICIES / "gateway.toml"
 OK, PERMISSION_DENIED, INTERNAL = 0, 7, 13
@@ -358,7 +358,8 @@ def test_native_server_serves_check_once_the_module_is_listed(policy, monkeypatc
 
     modules = tuple(m for m in app.SERVICE_MODULES if m != "tiergate.server.ext_authz")
     monkeypatch.setattr(app, "SERVICE_MODULES", modules + ("tiergate.server.ext_authz",))
-    config = ServeConfig(policy_dir=POLICIES, listen="127.0.0.1:0", reload_interval=0)
+    config = ServeConfig(policy_dir=POLICIES, listen="127.0.0.1:0", reload_interval=0,
+                         audit_log=TEST_AUDIT_LOG)
     running = app.start_server(config, policy=policy,
                                clock=lambda: instant("2026-11-22T10:00:00+08:00"))
     channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")

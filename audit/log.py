@@ -1,0 +1,229 @@
+"""The audit log a server writes: group commit, fail closed, signed checkpoints.
+
+INVARIANT: an answer is sent only after its record is committed. A handler hands its records to
+`AuditLog.record` and waits; one writer thread takes everything handed in meanwhile, gives each
+record its place in the chain, and commits the lot in one transaction (group commit: one commit
+for many concurrent calls, not one each). If the commit fails, every waiting handler gets
+`AuditUnavailable` and answers with an error, never an unrecorded decision; while the store keeps
+failing, new calls fail at once and `on_health(False)` tells the health service, until a probe
+write succeeds again.
+
+Every `checkpoint_interval` seconds (and when the log closes) the writer stores a checkpoint of the
+chain: its size and Merkle root, signed with the operator's key when one is configured.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Callable
+
+from tiergate.engine.timeutil import format_instant, now_micros
+
+from .merkle import Frontier, leaf_hash
+from .note import Signer, checkpoint_body, sign_checkpoint
+from .record import Entry
+from .store import Store, StoreError, StoredCheckpoint
+
+log = logging.getLogger("tiergate.audit")
+
+ORIGIN_PREFIX = "tiergate.audit/"
+_PROBE_EVERY = 0.5  # seconds between probe writes while the store is failing
+
+
+class AuditUnavailable(RuntimeError):
+    """The record of an answer could not be committed: the answer must not be given."""
+
+
+class _Ticket:
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.error: str | None = None
+
+
+class AuditLog:
+    """One chain of one store, written by one thread. Thread-safe `record`."""
+
+    def __init__(self, store_factory: Callable[[], Store], chain: str, *,
+                 signer: Signer | None = None, checkpoint_interval: float = 10.0,
+                 wait_seconds: float = 5.0, max_pending: int = 100_000,
+                 on_health: Callable[[bool], None] | None = None,
+                 clock: Callable[[], int] = now_micros):
+        self.chain = chain
+        self.origin = ORIGIN_PREFIX + chain
+        self._chain_json = json.dumps(chain, ensure_ascii=False)
+        self._store_factory = store_factory
+        self._signer = signer
+        self._interval = checkpoint_interval
+        self._wait = wait_seconds
+        self._max_pending = max_pending
+        self._on_health = on_health or (lambda ok: None)
+        self._clock = clock
+        self._lock = threading.Condition(threading.Lock())
+        self._pending: list[Entry] = []
+        self._ticket = _Ticket()
+        self._closing = False
+        self.healthy = True
+        self.failure: str | None = None
+        self.committed = 0  # records committed by this process (for metrics and tests)
+        self.batches = 0
+        self._listeners: list[Callable[[], None]] = []
+        # The writer thread opens the store: a SQLite connection belongs to its thread.
+        self._store: Store | None = None
+        self._frontier: Frontier | None = None
+        self._checkpointed_size = -1
+        self._started = threading.Event()
+        self._start_error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="tiergate-audit", daemon=True)
+
+    @property
+    def signed(self) -> bool:
+        return self._signer is not None
+
+    def start(self) -> "AuditLog":
+        """Open the store and resume the chain; raises StoreError when it cannot be used."""
+        self._thread.start()
+        self._started.wait()
+        if self._start_error is not None:
+            raise self._start_error
+        return self
+
+    @property
+    def size(self) -> int:
+        return self._frontier.size if self._frontier is not None else 0
+
+    def on_commit(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` after every commit (the Audit service's stream wakes on it)."""
+        self._listeners.append(listener)
+
+    # -- the handlers' side
+    def record(self, entries: list[Entry]) -> None:
+        """Commit `entries` (in order) or raise AuditUnavailable. Blocks until committed."""
+        with self._lock:
+            if self._closing:
+                raise AuditUnavailable("the audit log is closed")
+            if not self.healthy:
+                raise AuditUnavailable(f"the audit log cannot be written: {self.failure}")
+            if len(self._pending) + len(entries) > self._max_pending:
+                raise AuditUnavailable("the audit log is behind (too many records waiting)")
+            ticket = self._ticket
+            self._pending.extend(entries)
+            self._lock.notify()
+        if not ticket.done.wait(self._wait):
+            raise AuditUnavailable(f"the audit log did not commit within {self._wait:g}s")
+        if ticket.error is not None:
+            raise AuditUnavailable(f"the audit log cannot be written: {ticket.error}")
+
+    # -- the writer thread
+    def _run(self) -> None:
+        try:
+            self._store = self._store_factory()
+            self._frontier = self._store.resume(self.chain)
+            latest = self._store.latest_checkpoint(self.chain)
+            self._checkpointed_size = latest.size if latest is not None else -1
+        except BaseException as problem:  # noqa: BLE001 — reported by start()
+            self._start_error = problem
+            self._started.set()
+            return
+        self._started.set()
+        next_checkpoint = time.monotonic() + self._interval
+        while True:
+            with self._lock:
+                while not self._pending and not self._closing:
+                    timeout = (_PROBE_EVERY if not self.healthy
+                               else max(0.0, next_checkpoint - time.monotonic()))
+                    if not self._lock.wait(timeout):
+                        break
+                batch, ticket = self._pending, self._ticket
+                self._pending, self._ticket = [], _Ticket()
+                closing = self._closing
+            if batch:
+                self._commit(batch, ticket)
+            elif not self.healthy:
+                self._probe()
+            if closing or time.monotonic() >= next_checkpoint:
+                if self.healthy:
+                    self._checkpoint()
+                next_checkpoint = time.monotonic() + self._interval
+            if closing:
+                with self._lock:
+                    if not self._pending:
+                        break
+
+    def _commit(self, batch: list[Entry], ticket: _Ticket) -> None:
+        frontier = self._frontier.copy()  # adopted only once the commit succeeds
+        chain, chain_json = self.chain, self._chain_json
+        rows, rules = [], []
+        for entry in batch:
+            seq = frontier.size
+            body = entry.body(chain_json, seq)
+            leaf = leaf_hash(body)
+            frontier.append(leaf)
+            d = entry.decided
+            rows.append((chain, seq, entry.time_us, entry.decision_id, d.outcome, d.subject,
+                         d.org, d.dataset, d.owner, d.grant_id, body, leaf))
+            rules.extend((chain, seq, rule) for rule in d.rules)
+        try:
+            self._store.append(rows, rules)
+        except StoreError as problem:
+            ticket.error = str(problem)
+            ticket.done.set()
+            self._failed(str(problem))
+            return
+        self._frontier = frontier
+        self.committed += len(batch)
+        self.batches += 1
+        ticket.done.set()
+        if not self.healthy:
+            self._recovered()
+        for listener in self._listeners:
+            listener()
+
+    def _probe(self) -> None:
+        try:
+            self._store.probe()
+        except StoreError as problem:
+            self.failure = str(problem)
+            return
+        self._recovered()
+
+    def _failed(self, message: str) -> None:
+        with self._lock:
+            was_healthy, self.healthy, self.failure = self.healthy, False, message
+        if was_healthy:
+            log.error("audit log cannot be written; refusing decisions until it can: %s", message)
+            self._on_health(False)
+
+    def _recovered(self) -> None:
+        with self._lock:
+            self.healthy, self.failure = True, None
+        log.warning("audit log writable again; serving decisions")
+        self._on_health(True)
+
+    def _checkpoint(self) -> None:
+        frontier = self._frontier
+        if frontier.size == self._checkpointed_size:
+            return
+        now = self._clock()
+        body = checkpoint_body(self.origin, frontier.size, frontier.root(), format_instant(now))
+        stored = StoredCheckpoint(self.chain, frontier.size, now,
+                                  sign_checkpoint(body, self._signer), frontier.to_bytes())
+        try:
+            self._store.add_checkpoint(stored)
+        except StoreError as problem:
+            self._failed(str(problem))
+            return
+        self._checkpointed_size = frontier.size
+
+    def close(self) -> None:
+        """Commit what is waiting, write a last checkpoint, stop the writer."""
+        with self._lock:
+            self._closing = True
+            self._lock.notify()
+        self._thread.join(timeout=30)
+        if self._store is not None:
+            self._store.close()

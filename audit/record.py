@@ -1,0 +1,241 @@
+"""The audit record: one per answer Tiergate gives, PERMIT, DENY or a refused request.
+
+`AuditRecord` is the definition (field by field below, and in docs/audit.md). The server builds a
+record's JSON on its hot path from a plain dict in the same shape (`Entry`), and every reader —
+`tiergate audit verify`, `query`, `export`, the Audit gRPC service — reads it back through the model,
+so a record the writer got wrong fails verification instead of being half understood.
+
+A record's bytes are what is hashed into the Merkle tree (merkle.leaf_hash): they are stored as
+written and never re-serialized.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tiergate.engine.timeutil import format_instant
+
+ENTRY_POINTS = ("Decide", "DecideBatch", "Check", "cli")
+OUTCOMES = ("PERMIT", "DENY", "REFUSED")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class Caller(_Strict):
+    peer: str | None = Field(description="The transport peer as gRPC reports it, e.g. "
+                             "ipv4:10.0.0.7:51234 (the gateway, for ext_authz); null for the CLI.")
+    identity: str | None = Field(description="The verified client identity (SPIFFE ID or DNS SAN "
+                                 "of the client certificate) when the call came over mTLS.")
+    downstream: str | None = Field(description="ext_authz only: the address of the client the "
+                                   "gateway asked about, as the gateway reported it.")
+
+
+class ReasonEntry(_Strict):
+    rule_id: str = Field(description="A rule that decided (every deny that applied, or the "
+                         "permit and its `on permit` rules), or default-deny.")
+    effect: Literal["PERMIT", "DENY"]
+    citation: str = Field(description="The article the rule cites.")
+    grant_id: str | None = Field(description="The grant the rule was satisfied with, if any.")
+
+
+class ObligationEntry(_Strict):
+    id: str = Field(description="An obligation from the policy's `obligation` vocabulary.")
+    params: dict[str, str] = Field(description="Its parameters (e.g. destroy_on_expiry's at).")
+
+
+class ProblemEntry(_Strict):
+    attribute: str | None = Field(description="The request attribute that was wrong (null when "
+                                  "the problem is not one attribute's, e.g. no route matched).")
+    value: Any = Field(description="The value given (texts cut to 100 characters), or null "
+                       "when it was missing.")
+    message: str = Field(description="What was wrong and what is allowed (English).")
+
+
+class Claimed(_Strict):
+    subject: str | None = Field(description="subject.id as the refused request stated it.")
+    org: str | None = Field(description="subject.org_id as stated.")
+    dataset: str | None = Field(description="resource.id as stated.")
+
+
+class Refusal(_Strict):
+    code: Literal["invalid_request", "malformed", "mapping", "too_large"] = Field(
+        description="invalid_request: an attribute was missing, undeclared or contradicted the "
+        "catalog; malformed: the message could not be parsed; mapping: the gateway request did "
+        "not map to a Tiergate request; too_large: a batch over max_batch.")
+    message: str
+    problems: list[ProblemEntry]
+    claimed: Claimed = Field(description="Who the refused request said it came from and what it "
+                             "asked for (unchecked: that is why it was refused), so that the "
+                             "refusals of one subject can be found.")
+
+
+class HttpRequest(_Strict):
+    method: str
+    path: str = Field(description="The request path without its query string.")
+
+
+class AuditRecord(_Strict):
+    """One answer Tiergate gave. Field order is the order in the stored JSON."""
+
+    v: Literal[1] = Field(description="The record format's version.")
+    chain: str = Field(description="The log this record belongs to: one per server process "
+                       "(replica, worker), each with its own Merkle tree.")
+    seq: int = Field(ge=0, description="The record's index in its chain, from 0, without gaps: "
+                     "the leaf index in the Merkle tree.")
+    time: str = Field(description="When the answer was given, by the server's clock (RFC 3339, "
+                      "UTC, microseconds).")
+    decision_id: str = Field(description="The id the caller received (Decision.decision_id, "
+                             "x-tiergate-decision-id).")
+    entry: Literal["Decide", "DecideBatch", "Check", "cli"] = Field(
+        description="Which entry point answered.")
+    caller: Caller
+    outcome: Literal["PERMIT", "DENY", "REFUSED"] = Field(
+        description="PERMIT or DENY for a decision; REFUSED for a request refused as bad input "
+        "(the caller got an error, or for ext_authz a 403).")
+    policy_revision: str | None = Field(description="The policy revision that decided (null "
+                                        "only when a request was refused before a policy was "
+                                        "consulted).")
+    request: dict[str, Any] | None = Field(description="The request as decided: catalog "
+                                           "attributes settled, context.time the instant it was "
+                                           "decided at, absent attributes left out. For a refused "
+                                           "request: null (its problems say what was wrong).")
+    http: HttpRequest | None = Field(description="ext_authz only: the HTTP request Envoy asked "
+                                     "about.")
+    grant_id: str | None = Field(description="The grant a PERMIT was given under.")
+    obligations: list[ObligationEntry] = Field(description="What the gateway was told to do.")
+    reasons: list[ReasonEntry] = Field(description="The rules that decided, with their articles.")
+    refusal: Refusal | None = Field(description="Set when outcome is REFUSED.")
+
+
+def parse_record(data: bytes) -> AuditRecord:
+    """A stored record read back through the model; ValueError when it does not fit it."""
+    return AuditRecord.model_validate_json(data)
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """What a record says about the decision itself, the same for every answer a cached
+    decision gives: the indexed columns and the record's JSON from `outcome` to the end."""
+
+    outcome: str
+    subject: str | None
+    org: str | None
+    dataset: str | None
+    owner: str | None
+    grant_id: str | None
+    rules: tuple[str, ...]
+    tail: str  # ',"outcome":...}': the record's last fields and its closing brace
+
+
+@dataclass(slots=True)
+class Entry:
+    """A record waiting for its place in a chain: the writer adds `chain` and `seq` in front."""
+
+    time_us: int
+    decision_id: str
+    decided: Decided
+    fragment: str  # ',"time":...}': every field after seq
+
+    def body(self, chain_json: str, seq: int) -> bytes:
+        return f'{{"v":1,"chain":{chain_json},"seq":{seq}{self.fragment}'.encode()
+
+
+# PERF: one encoder, made once (json.dumps with arguments builds a new one per call).
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_MEMO_LIMIT = 20_000
+_parts: dict = {}  # reasons and obligations -> their JSON; emptied when full
+
+
+def _memo_json(key, make) -> str:
+    text = _parts.get(key)
+    if text is None:
+        if len(_parts) >= _MEMO_LIMIT:
+            _parts.clear()
+        text = _parts[key] = _dumps(make())
+    return text
+
+
+def _decision_json(decision) -> str:
+    """grant_id, obligations and reasons of a decision, as JSON fields (memoised: they repeat)."""
+    obligations = ",".join(
+        _memo_json(("o", o.id, tuple(o.params.items())),
+                   lambda o=o: {"id": o.id, "params": dict(o.params)})
+        for o in decision.obligations)
+    reasons = ",".join(
+        _memo_json(r, lambda r=r: {"rule_id": r.rule_id, "effect": r.effect,
+                                   "citation": r.citation, "grant_id": r.grant_id})
+        for r in decision.reasons)
+    return (f'"grant_id":{_dumps(decision.grant_id)},"obligations":[{obligations}],'
+            f'"reasons":[{reasons}]')
+
+
+def _fields(fields: dict) -> str:
+    """`fields` as the inside of a JSON object, after a leading comma."""
+    return "," + _dumps(fields)[1:-1]
+
+
+def caller_json(peer: str | None, identity: str | None = None,
+                downstream: str | None = None) -> str:
+    return _dumps({"peer": peer, "identity": identity, "downstream": downstream})
+
+
+def decided(decision, request: dict, http: dict | None = None) -> Decided:
+    """The decision part of the record of `decision`, made on `request` (as decided)."""
+    subject, resource = request.get("subject", {}), request.get("resource", {})
+    tail = (f',"outcome":"{decision.effect}","policy_revision":{_dumps(decision.policy_revision)},'
+            f'"request":{_dumps(request)},"http":{_dumps(http)},{_decision_json(decision)},'
+            '"refusal":null}')
+    return Decided(decision.effect, subject.get("id"), subject.get("org_id"), resource.get("id"),
+                   resource.get("owner_org_id"), decision.grant_id,
+                   tuple(r.rule_id for r in decision.reasons), tail)
+
+
+def refused(code: str, message: str, problems: list[dict], *, policy_revision: str | None,
+            claimed: dict | None = None, http: dict | None = None) -> Decided:
+    """The decision part of the record of a request refused as bad input. `claimed` is who the
+    request said it was from and what it asked for; the request itself is not kept (it may be
+    anything a caller sent), its problems are."""
+    claimed = {key: _text((claimed or {}).get(key)) for key in ("subject", "org", "dataset")}
+    tail = _fields({
+        "outcome": "REFUSED", "policy_revision": policy_revision, "request": None, "http": http,
+        "grant_id": None, "obligations": [], "reasons": [],
+        "refusal": {"code": code, "message": message[:1000],
+                    "problems": list(problems), "claimed": claimed}}) + "}"
+    return Decided("REFUSED", claimed["subject"], claimed["org"], claimed["dataset"], None, None,
+                   (), tail)
+
+
+def problems_of(error) -> list[dict]:
+    """A RequestError's problems as a refusal lists them."""
+    return [{"attribute": p.attribute, "value": p.value, "message": p.message}
+            for p in error.problems]
+
+
+def entry(decided_part: Decided, *, time_us: int, decision_id: str, entry_point: str,
+          caller: str) -> Entry:
+    """The record of one answer: when, its id, who asked (`caller_json`), and what was decided."""
+    head = (f',"time":"{format_instant(time_us)}","decision_id":{_dumps(decision_id)},'
+            f'"entry":"{entry_point}","caller":{caller}')
+    return Entry(time_us, decision_id, decided_part, head + decided_part.tail)
+
+
+def _text(value: Any) -> str | None:
+    return value[:200] if isinstance(value, str) and value else None
+
+
+def grpc_caller(context, downstream: str | None = None) -> str:
+    """caller_json for a gRPC call: its peer and, over mTLS, its verified identity."""
+    identity = None
+    if context.peer_identities():
+        properties = context.auth_context()
+        for key in ("x509_subject_alternative_name", "x509_common_name"):
+            if properties.get(key):
+                identity = properties[key][0].decode("utf-8", "replace")
+                break
+    return caller_json(context.peer(), identity, downstream)
