@@ -168,7 +168,7 @@ class Store:
         cursor = self._execute("SELECT seq, leaf FROM audit_records WHERE chain = ? AND seq >= ? "
                                "AND seq < ? ORDER BY seq", (chain, start, end))
         for seq, leaf in cursor:
-            yield int(seq), bytes(leaf)
+            yield int(seq), _bytes(leaf)
 
     def rows(self, chain: str, start: int = 0) -> Iterator[Row]:
         cursor = self._execute(f"SELECT {', '.join(COLUMNS)} FROM audit_records WHERE chain = ? "
@@ -278,7 +278,14 @@ def _row(values) -> Row:
     (chain, seq, time_us, decision_id, outcome, subject, org, dataset, owner, grant_id, body,
      leaf) = values
     return Row(chain, int(seq), int(time_us), decision_id, outcome, subject, org, dataset, owner,
-               grant_id, None if body is None else bytes(body), bytes(leaf))
+               grant_id, _bytes(body), _bytes(leaf))
+
+
+def _bytes(value) -> bytes | None:
+    # An edit made with SQL text functions stores text where bytes were: read it as its bytes.
+    if value is None:
+        return None
+    return value.encode("utf-8", "surrogateescape") if isinstance(value, str) else bytes(value)
 
 
 class SQLiteStore(Store):

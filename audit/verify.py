@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from .log import ORIGIN_PREFIX
 from .merkle import Frontier, leaf_hash
-from .note import NoteError, Verifier, is_signed_by, parse_checkpoint
+from .note import NoteError, Verifier, is_signed_by, parse_checkpoint, signatures
 from .record import parse_record
 from .store import Row, Store
 
@@ -51,6 +51,7 @@ class ChainReport:
     pruned: int = 0
     checkpoints: int = 0
     signed_checkpoints: int = 0
+    unsigned_checkpoints: int = 0  # written by a server without audit_key
     latest_size: int = 0
     findings: list[Finding] = field(default_factory=list)
 
@@ -106,6 +107,11 @@ def verify_chain(store: Store, chain: str, *, verifier: Verifier | None = None,
         except NoteError as problem:
             find(None, None, f"{origin} at size {size} cannot be read: {problem}")
             return
+        try:
+            unsigned = not signatures(note)
+        except NoteError:
+            unsigned = False
+        report.unsigned_checkpoints += unsigned
         if verifier is not None:
             if is_signed_by(note, verifier):
                 report.signed_checkpoints += 1

@@ -187,8 +187,12 @@ def _verify(args) -> int:
     reports = verify_store(store, verifier=verifier, outside=outside, chain=args.chain)
     findings = 0
     for report in reports:
-        signed = (f", {report.signed_checkpoints} signed by {verifier.name}" if verifier
-                  else ", signatures not checked (no --verify-key)")
+        if report.checkpoints and report.unsigned_checkpoints == report.checkpoints:
+            signed = " (UNSIGNED: the server had no audit_key; the chain still verifies)"
+        elif verifier:
+            signed = f", {report.signed_checkpoints} signed by {verifier.name}"
+        else:
+            signed = ", signatures not checked (no --verify-key)"
         pruned = f", {report.pruned} pruned" if report.pruned else ""
         print(f"chain {report.chain}: {report.records} records{pruned}, "
               f"{report.checkpoints} checkpoints{signed}")

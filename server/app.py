@@ -56,6 +56,7 @@ log = logging.getLogger("tiergate.server")
 SERVICE_MODULES: tuple[str, ...] = (
     "tiergate.server.service",
     "tiergate.server.ext_authz",
+    "tiergate.server.audit_service",
 )
 
 
