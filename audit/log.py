@@ -8,6 +8,10 @@ for many concurrent calls, not one each). If the commit fails, every waiting han
 failing, new calls fail at once and `on_health(False)` tells the health service, until a probe
 write succeeds again.
 
+The records' query index is written after the answers, many records at a time (store.py says
+why), so a record is searchable within `_INDEX_DELAY` seconds of being answered; a writer that
+starts indexes whatever its chain left unindexed.
+
 Every `checkpoint_interval` seconds (and when the log closes) the writer stores a checkpoint of the
 chain: its size and Merkle root, signed with the operator's key when one is configured.
 """
@@ -31,6 +35,9 @@ log = logging.getLogger("tiergate.audit")
 
 ORIGIN_PREFIX = "tiergate.audit/"
 _PROBE_EVERY = 0.5  # seconds between probe writes while the store is failing
+# Index rows wait at most this long, or until this many have gathered (store.py: why).
+_INDEX_DELAY = 0.2
+_INDEX_BATCH = 5000
 
 
 class AuditUnavailable(RuntimeError):
@@ -76,6 +83,9 @@ class AuditLog:
         self._store: Store | None = None
         self._frontier: Frontier | None = None
         self._checkpointed_size = -1
+        self._unindexed: list[tuple] = []  # index rows of committed records
+        self._unindexed_rules: list[tuple] = []
+        self._index_due: float | None = None
         self._started = threading.Event()
         self._start_error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="tiergate-audit", daemon=True)
@@ -125,6 +135,7 @@ class AuditLog:
             self._frontier = self._store.resume(self.chain)
             latest = self._store.latest_checkpoint(self.chain)
             self._checkpointed_size = latest.size if latest is not None else -1
+            self._index_leftovers()
         except BaseException as problem:  # noqa: BLE001 — reported by start()
             self._start_error = problem
             self._started.set()
@@ -134,8 +145,10 @@ class AuditLog:
         while True:
             with self._lock:
                 while not self._pending and not self._closing:
+                    due = next_checkpoint if self._index_due is None else min(
+                        next_checkpoint, self._index_due)
                     timeout = (_PROBE_EVERY if not self.healthy
-                               else max(0.0, next_checkpoint - time.monotonic()))
+                               else max(0.0, due - time.monotonic()))
                     if not self._lock.wait(timeout):
                         break
                 batch, ticket = self._pending, self._ticket
@@ -145,6 +158,9 @@ class AuditLog:
                 self._commit(batch, ticket)
             elif not self.healthy:
                 self._probe()
+            if self._unindexed and (closing or len(self._unindexed) >= _INDEX_BATCH
+                                    or time.monotonic() >= self._index_due):
+                self._index()
             if closing or time.monotonic() >= next_checkpoint:
                 if self.healthy:
                     self._checkpoint()
@@ -157,18 +173,19 @@ class AuditLog:
     def _commit(self, batch: list[Entry], ticket: _Ticket) -> None:
         frontier = self._frontier.copy()  # adopted only once the commit succeeds
         chain, chain_json = self.chain, self._chain_json
-        rows, rules = [], []
+        rows, index, rules = [], [], []
         for entry in batch:
             seq = frontier.size
             body = entry.body(chain_json, seq)
             leaf = leaf_hash(body)
             frontier.append(leaf)
+            rows.append((chain, seq, entry.time_us, body, leaf))
             d = entry.decided
-            rows.append((chain, seq, entry.time_us, entry.decision_id, d.outcome, d.subject,
-                         d.org, d.dataset, d.owner, d.grant_id, body, leaf))
+            index.append((chain, seq, entry.time_us, entry.decision_id, d.outcome, d.subject,
+                          d.org, d.dataset, d.owner, d.grant_id))
             rules.extend((chain, seq, rule) for rule in d.rules)
         try:
-            self._store.append(rows, rules)
+            self._store.append(rows)
         except StoreError as problem:
             ticket.error = str(problem)
             ticket.done.set()
@@ -178,10 +195,43 @@ class AuditLog:
         self.committed += len(batch)
         self.batches += 1
         ticket.done.set()
+        if not self._unindexed:
+            self._index_due = time.monotonic() + _INDEX_DELAY
+        self._unindexed.extend(index)
+        self._unindexed_rules.extend(rules)
         if not self.healthy:
             self._recovered()
         for listener in self._listeners:
             listener()
+
+    def _index(self) -> None:
+        try:
+            self._store.add_index(self._unindexed, self._unindexed_rules)
+        except StoreError as problem:
+            # The records are committed; only finding them waits. Try again shortly.
+            log.error("audit log: indexing %d records failed, will retry: %s",
+                      len(self._unindexed), problem)
+            self._index_due = time.monotonic() + _PROBE_EVERY
+            return
+        self._unindexed, self._unindexed_rules, self._index_due = [], [], None
+
+    def _index_leftovers(self) -> None:
+        """Index the records a previous writer of this chain committed but did not index."""
+        from .record import index_columns, parse_record
+
+        start = max(self._store.indexed_size(self.chain), self._store.pruned_below(self.chain))
+        rows, rules = [], []
+        for stored in self._store.records(self.chain, start):
+            if stored.body is None:
+                continue
+            record = parse_record(stored.body)
+            columns = index_columns(record)
+            rows.append((self.chain, stored.seq, stored.time_us, *columns.values()))
+            rules.extend((self.chain, stored.seq, r.rule_id) for r in record.reasons)
+        if rows:
+            self._store.add_index(rows, rules)
+            log.info("audit log: indexed %d records chain %s had left unindexed", len(rows),
+                     self.chain)
 
     def _probe(self) -> None:
         try:

@@ -118,6 +118,20 @@ def parse_record(data: bytes) -> AuditRecord:
     return AuditRecord.model_validate_json(data)
 
 
+def index_columns(record: AuditRecord) -> dict:
+    """What `audit query` searches a record by (store.INDEX_COLUMNS after chain, seq, time)."""
+    if record.outcome == "REFUSED":
+        claimed = record.refusal.claimed
+        subject, org, dataset, owner = claimed.subject, claimed.org, claimed.dataset, None
+    else:
+        request = record.request or {}
+        subject_part, resource = request.get("subject", {}), request.get("resource", {})
+        subject, org = subject_part.get("id"), subject_part.get("org_id")
+        dataset, owner = resource.get("id"), resource.get("owner_org_id")
+    return {"decision_id": record.decision_id, "outcome": record.outcome, "subject": subject,
+            "org": org, "dataset": dataset, "owner": owner, "grant_id": record.grant_id}
+
+
 @dataclass(frozen=True, slots=True)
 class Decided:
     """What a record says about the decision itself, the same for every answer a cached

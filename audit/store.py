@@ -2,14 +2,21 @@
 
 Both keep the same tables:
 
-    audit_records      one row per record: the indexed columns, the record's bytes, its leaf hash
+    audit_records      the log: one row per record, its bytes and leaf hash (and its time)
+    audit_index        the columns `audit query` searches, one row per record, indexed
     audit_rules        (chain, seq, rule_id) for every rule that decided a record
     audit_checkpoints  the signed checkpoints, with the Merkle frontier at each (to resume a chain)
-    audit_prunes       what was pruned, when, by whom
+    audit_prunes       what was pruned, and when
 
-A chain is written by one process only (the writer holds it); any number of readers query. A
-pruned record keeps its sequence number, time and leaf hash (so the tree and every checkpoint
-still verify) and loses its bytes and every column that says who asked for what.
+Why two tables for one record: an answer waits for its record's commit, and a commit that also
+updates eight indexes writes several times the pages. So the writer commits `audit_records`
+(the log) before answering, and adds the index rows of many records at once a moment later
+(log.py). A record is durable once it is answered, and searchable within a second. A server
+that restarts indexes whatever its chain left unindexed.
+
+A chain is written by one process only; any number of readers query. A pruned record keeps its
+sequence number, time and leaf hash (so the tree and every checkpoint still verify) and loses its
+bytes, its index row and its rules.
 
 `open_store(target)` takes a file path (SQLite) or a postgresql:// URL.
 """
@@ -26,9 +33,10 @@ from typing import Iterator, Sequence
 
 from .merkle import Frontier
 
-COLUMNS = ("chain", "seq", "time_us", "decision_id", "outcome", "subject", "org", "dataset",
-           "owner", "grant_id", "body", "leaf")
-# Query filters: option name -> column.
+RECORD_COLUMNS = ("chain", "seq", "time_us", "body", "leaf")
+INDEX_COLUMNS = ("chain", "seq", "time_us", "decision_id", "outcome", "subject", "org",
+                 "dataset", "owner", "grant_id")
+# Query filters: option name -> audit_index column.
 FILTERS = {"subject": "subject", "org": "org", "dataset": "dataset", "owner": "owner",
            "effect": "outcome", "grant": "grant_id", "decision_id": "decision_id",
            "chain": "chain"}
@@ -59,7 +67,16 @@ class StoredCheckpoint:
 
 
 @dataclass(frozen=True)
-class Row:
+class StoredRecord:
+    chain: str
+    seq: int
+    time_us: int
+    body: bytes | None  # None once pruned
+    leaf: bytes
+
+
+@dataclass(frozen=True)
+class IndexRow:
     chain: str
     seq: int
     time_us: int
@@ -70,29 +87,51 @@ class Row:
     dataset: str | None
     owner: str | None
     grant_id: str | None
-    body: bytes | None  # None once pruned
-    leaf: bytes
+
+
+@dataclass(frozen=True)
+class Found:
+    """A record found by a query: where it is, its bytes, and its index columns."""
+
+    chain: str
+    seq: int
+    body: bytes
+    index: IndexRow
 
 
 def _ddl(blob: str, big: str) -> list[str]:
     return [
         f"""CREATE TABLE IF NOT EXISTS audit_records (
+            chain TEXT NOT NULL, seq {big} NOT NULL, time_us {big} NOT NULL, body {blob},
+            leaf {blob} NOT NULL, PRIMARY KEY (chain, seq))""",
+        f"""CREATE TABLE IF NOT EXISTS audit_index (
             chain TEXT NOT NULL, seq {big} NOT NULL, time_us {big} NOT NULL,
             decision_id TEXT, outcome TEXT, subject TEXT, org TEXT, dataset TEXT, owner TEXT,
-            grant_id TEXT, body {blob}, leaf {blob} NOT NULL, PRIMARY KEY (chain, seq))""",
+            grant_id TEXT, PRIMARY KEY (chain, seq))""",
         f"""CREATE TABLE IF NOT EXISTS audit_rules (
             chain TEXT NOT NULL, seq {big} NOT NULL, rule_id TEXT NOT NULL)""",
         "CREATE INDEX IF NOT EXISTS audit_rules_by_rule ON audit_rules (rule_id, chain, seq)",
-        "CREATE INDEX IF NOT EXISTS audit_rules_by_record ON audit_rules (chain, seq)",
         f"""CREATE TABLE IF NOT EXISTS audit_checkpoints (
             chain TEXT NOT NULL, size {big} NOT NULL, time_us {big} NOT NULL, note TEXT NOT NULL,
             frontier {blob} NOT NULL, PRIMARY KEY (chain, size))""",
         f"""CREATE TABLE IF NOT EXISTS audit_prunes (
             chain TEXT NOT NULL, below_seq {big} NOT NULL, before_us {big} NOT NULL,
             at_us {big} NOT NULL)""",
-        *(f"CREATE INDEX IF NOT EXISTS {name} ON audit_records ({columns})"
+        *(f"CREATE INDEX IF NOT EXISTS {name} ON audit_index ({columns})"
           for name, columns in _INDEXES),
     ]
+
+
+def _bytes(value) -> bytes | None:
+    # An edit made with SQL text functions stores text where bytes were: read it as its bytes.
+    if value is None:
+        return None
+    return value.encode("utf-8", "surrogateescape") if isinstance(value, str) else bytes(value)
+
+
+def _index_row(values) -> IndexRow:
+    chain, seq, time_us, *rest = values
+    return IndexRow(chain, int(seq), int(time_us), *rest)
 
 
 class Store:
@@ -105,9 +144,6 @@ class Store:
         self.target = target
 
     # -- subclass hooks
-    def _connection(self):
-        raise NotImplementedError
-
     def close(self) -> None:
         raise NotImplementedError
 
@@ -116,41 +152,41 @@ class Store:
         raise NotImplementedError
         yield
 
+    def _execute(self, sql: str, params: Sequence = ()):
+        raise NotImplementedError
+
     def _sql(self, text: str) -> str:
         return text if self.placeholder == "?" else text.replace("?", self.placeholder)
 
-    def _execute(self, sql: str, params: Sequence = ()):
-        return self._connection().execute(self._sql(sql), params)
+    def _insert(self, table: str, columns: Sequence[str]) -> str:
+        return self._sql(f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+                         f"({', '.join('?' * len(columns))})")
 
     # -- writing (the chain's one writer)
-    def append(self, rows: list[tuple], rules: list[tuple],
-               checkpoint: StoredCheckpoint | None = None) -> None:
-        """Insert records (tuples in COLUMNS order), their rules, and perhaps a checkpoint, in
-        one transaction: all of them are stored, or none."""
+    def append(self, records: list[tuple]) -> None:
+        """Insert records (tuples in RECORD_COLUMNS order) in one transaction: all or none."""
         with self._transaction() as cursor:
-            cursor.executemany(self._sql(
-                f"INSERT INTO audit_records ({', '.join(COLUMNS)}) VALUES "
-                f"({', '.join('?' * len(COLUMNS))})"), rows)
+            cursor.executemany(self._insert("audit_records", RECORD_COLUMNS), records)
+
+    def add_index(self, rows: list[tuple], rules: list[tuple]) -> None:
+        """Insert index rows (INDEX_COLUMNS order) and (chain, seq, rule_id) rows."""
+        with self._transaction() as cursor:
+            cursor.executemany(self._insert("audit_index", INDEX_COLUMNS), rows)
             if rules:
-                cursor.executemany(self._sql(
-                    "INSERT INTO audit_rules (chain, seq, rule_id) VALUES (?, ?, ?)"), rules)
-            if checkpoint is not None:
-                self._insert_checkpoint(cursor, checkpoint)
+                cursor.executemany(self._insert("audit_rules", ("chain", "seq", "rule_id")),
+                                   rules)
 
-    def add_checkpoint(self, checkpoint: StoredCheckpoint) -> None:
+    def add_checkpoint(self, c: StoredCheckpoint) -> None:
         with self._transaction() as cursor:
-            self._insert_checkpoint(cursor, checkpoint)
-
-    def _insert_checkpoint(self, cursor, c: StoredCheckpoint) -> None:
-        cursor.execute(self._sql(
-            "INSERT INTO audit_checkpoints (chain, size, time_us, note, frontier) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (chain, size) DO NOTHING"),
-            (c.chain, c.size, c.time_us, c.note, c.frontier))
+            cursor.execute(self._sql(
+                "INSERT INTO audit_checkpoints (chain, size, time_us, note, frontier) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (chain, size) DO NOTHING"),
+                (c.chain, c.size, c.time_us, c.note, c.frontier))
 
     def probe(self) -> None:
-        """Raise StoreError unless the store takes a write now (used while it is failing)."""
+        """Raise StoreError unless the store takes a write transaction now."""
         with self._transaction() as cursor:
-            cursor.execute(self._sql("DELETE FROM audit_prunes WHERE chain = ?"), ("\0probe",))
+            cursor.execute(self._sql("DELETE FROM audit_prunes WHERE chain = ?"), ("",))
 
     # -- reading
     def chains(self) -> list[str]:
@@ -164,17 +200,29 @@ class Store:
                             (chain,)).fetchone()
         return 0 if row[0] is None else int(row[0]) + 1
 
+    def indexed_size(self, chain: str) -> int:
+        """1 + the highest sequence number of `chain` in the index."""
+        row = self._execute("SELECT MAX(seq) FROM audit_index WHERE chain = ?",
+                            (chain,)).fetchone()
+        return 0 if row[0] is None else int(row[0]) + 1
+
     def leaves(self, chain: str, start: int, end: int) -> Iterator[tuple[int, bytes]]:
         cursor = self._execute("SELECT seq, leaf FROM audit_records WHERE chain = ? AND seq >= ? "
                                "AND seq < ? ORDER BY seq", (chain, start, end))
         for seq, leaf in cursor:
             yield int(seq), _bytes(leaf)
 
-    def rows(self, chain: str, start: int = 0) -> Iterator[Row]:
-        cursor = self._execute(f"SELECT {', '.join(COLUMNS)} FROM audit_records WHERE chain = ? "
-                               "AND seq >= ? ORDER BY seq", (chain, start))
+    def records(self, chain: str, start: int = 0) -> Iterator[StoredRecord]:
+        cursor = self._execute(f"SELECT {', '.join(RECORD_COLUMNS)} FROM audit_records "
+                               "WHERE chain = ? AND seq >= ? ORDER BY seq", (chain, start))
+        for chain_, seq, time_us, body, leaf in cursor:
+            yield StoredRecord(chain_, int(seq), int(time_us), _bytes(body), _bytes(leaf))
+
+    def index_rows(self, chain: str) -> Iterator[IndexRow]:
+        cursor = self._execute(f"SELECT {', '.join(INDEX_COLUMNS)} FROM audit_index "
+                               "WHERE chain = ? ORDER BY seq", (chain,))
         for values in cursor:
-            yield _row(values)
+            yield _index_row(values)
 
     def rules_of(self, chain: str, start: int = 0) -> Iterator[tuple[int, str]]:
         cursor = self._execute("SELECT seq, rule_id FROM audit_rules WHERE chain = ? AND seq >= ? "
@@ -185,64 +233,69 @@ class Store:
     def checkpoints(self, chain: str) -> list[StoredCheckpoint]:
         rows = self._execute("SELECT chain, size, time_us, note, frontier FROM audit_checkpoints "
                              "WHERE chain = ? ORDER BY size", (chain,)).fetchall()
-        return [StoredCheckpoint(r[0], int(r[1]), int(r[2]), r[3], bytes(r[4])) for r in rows]
+        return [StoredCheckpoint(r[0], int(r[1]), int(r[2]), r[3], _bytes(r[4])) for r in rows]
 
     def latest_checkpoint(self, chain: str) -> StoredCheckpoint | None:
         row = self._execute("SELECT chain, size, time_us, note, frontier FROM audit_checkpoints "
                             "WHERE chain = ? ORDER BY size DESC LIMIT 1", (chain,)).fetchone()
         return None if row is None else StoredCheckpoint(row[0], int(row[1]), int(row[2]),
-                                                          row[3], bytes(row[4]))
+                                                          row[3], _bytes(row[4]))
 
-    def find(self, decision_id: str) -> list[Row]:
-        cursor = self._execute(f"SELECT {', '.join(COLUMNS)} FROM audit_records "
-                               "WHERE decision_id = ?", (decision_id,))
-        return [_row(v) for v in cursor]
+    def find(self, decision_id: str) -> list[Found]:
+        return self.query(filters={"decision_id": decision_id})
 
     def query(self, *, filters: dict[str, str], rule: str | None = None,
               since_us: int | None = None, until_us: int | None = None,
-              limit: int | None = None, after: tuple[str, int] | None = None) -> list[Row]:
+              limit: int | None = None) -> list[Found]:
         """Records matching every filter, oldest first (by time, then chain and seq)."""
-        where, params = ["body IS NOT NULL"], []
+        where, params = ["r.body IS NOT NULL"], []
         for name, value in filters.items():
-            where.append(f"{FILTERS[name]} = ?")
+            where.append(f"i.{FILTERS[name]} = ?")
             params.append(value)
         if rule is not None:
-            where.append("EXISTS (SELECT 1 FROM audit_rules r WHERE r.rule_id = ? AND "
-                         "r.chain = audit_records.chain AND r.seq = audit_records.seq)")
+            where.append("EXISTS (SELECT 1 FROM audit_rules u WHERE u.rule_id = ? AND "
+                         "u.chain = i.chain AND u.seq = i.seq)")
             params.append(rule)
         if since_us is not None:
-            where.append("time_us >= ?")
+            where.append("i.time_us >= ?")
             params.append(since_us)
         if until_us is not None:
-            where.append("time_us < ?")
+            where.append("i.time_us < ?")
             params.append(until_us)
-        sql = (f"SELECT {', '.join(COLUMNS)} FROM audit_records WHERE {' AND '.join(where)} "
-               "ORDER BY time_us, chain, seq")
+        columns = ", ".join(f"i.{c}" for c in INDEX_COLUMNS)
+        sql = (f"SELECT {columns}, r.body FROM audit_index i JOIN audit_records r "
+               f"ON r.chain = i.chain AND r.seq = i.seq WHERE {' AND '.join(where)} "
+               "ORDER BY i.time_us, i.chain, i.seq")
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [_row(v) for v in self._execute(sql, params)]
+        out = []
+        for values in self._execute(self._sql(sql), params):
+            index = _index_row(values[:-1])
+            out.append(Found(index.chain, index.seq, _bytes(values[-1]), index))
+        return out
 
-    def after(self, chain: str | None, positions: dict[str, int], limit: int = 1000) -> list[Row]:
+    def after(self, chain: str | None, positions: dict[str, int],
+              limit: int = 1000) -> list[StoredRecord]:
         """Records past `positions` (chain -> next seq wanted), for streaming new records."""
-        out: list[Row] = []
+        out: list[StoredRecord] = []
         for name in ([chain] if chain else self.chains()):
-            cursor = self._execute(f"SELECT {', '.join(COLUMNS)} FROM audit_records WHERE "
-                                   "chain = ? AND seq >= ? ORDER BY seq LIMIT ?",
+            cursor = self._execute(f"SELECT {', '.join(RECORD_COLUMNS)} FROM audit_records "
+                                   "WHERE chain = ? AND seq >= ? ORDER BY seq LIMIT ?",
                                    (name, positions.get(name, 0), limit))
-            out.extend(_row(v) for v in cursor)
+            out.extend(StoredRecord(c, int(q), int(t), _bytes(b), _bytes(leaf))
+                       for c, q, t, b, leaf in cursor)
         return out
 
     # -- pruning
     def prune(self, chain: str, below_seq: int, before_us: int, at_us: int) -> int:
-        """Drop the bytes and personal columns of records [0, below_seq) of `chain`."""
+        """Drop the bytes, index row and rules of records [0, below_seq) of `chain`."""
         with self._transaction() as cursor:
-            cursor.execute(self._sql(
-                "UPDATE audit_records SET body = NULL, decision_id = NULL, outcome = NULL, "
-                "subject = NULL, org = NULL, dataset = NULL, owner = NULL, grant_id = NULL "
-                "WHERE chain = ? AND seq < ? AND body IS NOT NULL"), (chain, below_seq))
+            cursor.execute(self._sql("UPDATE audit_records SET body = NULL WHERE chain = ? "
+                                     "AND seq < ? AND body IS NOT NULL"), (chain, below_seq))
             count = cursor.rowcount
-            cursor.execute(self._sql("DELETE FROM audit_rules WHERE chain = ? AND seq < ?"),
-                           (chain, below_seq))
+            for table in ("audit_index", "audit_rules"):
+                cursor.execute(self._sql(f"DELETE FROM {table} WHERE chain = ? AND seq < ?"),
+                               (chain, below_seq))
             cursor.execute(self._sql("INSERT INTO audit_prunes (chain, below_seq, before_us, "
                                      "at_us) VALUES (?, ?, ?, ?)"),
                            (chain, below_seq, before_us, at_us))
@@ -254,10 +307,10 @@ class Store:
                             "time_us >= ?", (chain, before_us)).fetchone()
         return self.size(chain) if row[0] is None else int(row[0])
 
-    def prunes(self, chain: str) -> list[tuple[int, int, int]]:
-        return [(int(a), int(b), int(c)) for a, b, c in self._execute(
-            "SELECT below_seq, before_us, at_us FROM audit_prunes WHERE chain = ? "
-            "ORDER BY at_us", (chain,))]
+    def pruned_below(self, chain: str) -> int:
+        row = self._execute("SELECT MAX(below_seq) FROM audit_prunes WHERE chain = ?",
+                            (chain,)).fetchone()
+        return 0 if row[0] is None else int(row[0])
 
     def resume(self, chain: str) -> Frontier:
         """The Merkle frontier of everything stored for `chain`: from its last checkpoint,
@@ -272,20 +325,6 @@ class Store:
                                  "writing to this log again")
             frontier.append(leaf)
         return frontier
-
-
-def _row(values) -> Row:
-    (chain, seq, time_us, decision_id, outcome, subject, org, dataset, owner, grant_id, body,
-     leaf) = values
-    return Row(chain, int(seq), int(time_us), decision_id, outcome, subject, org, dataset, owner,
-               grant_id, _bytes(body), _bytes(leaf))
-
-
-def _bytes(value) -> bytes | None:
-    # An edit made with SQL text functions stores text where bytes were: read it as its bytes.
-    if value is None:
-        return None
-    return value.encode("utf-8", "surrogateescape") if isinstance(value, str) else bytes(value)
 
 
 class SQLiteStore(Store):
@@ -315,9 +354,6 @@ class SQLiteStore(Store):
                     cursor.execute(statement)
         except sqlite3.Error as problem:
             raise StoreError(f"audit log {self.path}: {problem}") from None
-
-    def _connection(self):
-        return self._db
 
     def _execute(self, sql: str, params: Sequence = ()):
         try:

@@ -20,10 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .log import ORIGIN_PREFIX
+from tiergate.engine.timeutil import format_instant
+
 from .merkle import Frontier, leaf_hash
 from .note import NoteError, Verifier, is_signed_by, parse_checkpoint, signatures
-from .record import parse_record
-from .store import Row, Store
+from .record import index_columns, parse_record
+from .store import IndexRow, Store, StoredRecord
 
 _STOP_AFTER = 100  # findings per chain before verify stops listing them
 
@@ -52,21 +54,9 @@ class ChainReport:
     checkpoints: int = 0
     signed_checkpoints: int = 0
     unsigned_checkpoints: int = 0  # written by a server without audit_key
+    unindexed: int = 0  # committed, not yet in the query index
     latest_size: int = 0
     findings: list[Finding] = field(default_factory=list)
-
-
-def _columns_of(row: Row, record) -> dict:
-    if record.outcome == "REFUSED":
-        claimed = record.refusal.claimed
-        subject, org, dataset, owner = claimed.subject, claimed.org, claimed.dataset, None
-    else:
-        request = record.request or {}
-        subject_part, resource = request.get("subject", {}), request.get("resource", {})
-        subject, org = subject_part.get("id"), subject_part.get("org_id")
-        dataset, owner = resource.get("id"), resource.get("owner_org_id")
-    return {"decision_id": record.decision_id, "outcome": record.outcome, "subject": subject,
-            "org": org, "dataset": dataset, "owner": owner, "grant_id": record.grant_id}
 
 
 def verify_chain(store: Store, chain: str, *, verifier: Verifier | None = None,
@@ -126,9 +116,11 @@ def verify_chain(store: Store, chain: str, *, verifier: Verifier | None = None,
             last_good = size
 
     frontier = Frontier()
-    rules = _RulesCursor(store, chain)
+    rules = _Cursor(store.rules_of(chain))
+    index = _Cursor((row.seq, row) for row in store.index_rows(chain))
+    indexed_size = store.indexed_size(chain)
     check_roots(frontier)
-    for row in store.rows(chain):
+    for row in store.records(chain):
         expected = frontier.size
         if row.seq != expected:
             find(expected, None, f"records {expected} to {row.seq - 1} are missing (deleted); "
@@ -141,7 +133,13 @@ def verify_chain(store: Store, chain: str, *, verifier: Verifier | None = None,
             report.pruned += 1  # its bytes are gone; its stored hash stands in for them
             frontier.append(row.leaf)
         else:
-            _check_row(row, rules, find)
+            indexed = index.of(row.seq)
+            if not indexed and row.seq >= indexed_size:
+                report.unindexed += 1  # written in the last moment, or by a killed server
+            elif not indexed:
+                find(row.seq, None, "the record is missing from the query index (its index row "
+                                    "was deleted): `audit query` would not find it")
+            _check_row(row, indexed[0] if indexed else None, rules, find)
             frontier.append(leaf_hash(row.body))
         check_roots(frontier)
     size = frontier.size
@@ -152,11 +150,11 @@ def verify_chain(store: Store, chain: str, *, verifier: Verifier | None = None,
     return report
 
 
-def _check_row(row: Row, rules: "_RulesCursor", find) -> None:
+def _check_row(row: StoredRecord, indexed: IndexRow | None, rules: "_Cursor", find) -> None:
     try:
         record = parse_record(row.body)
     except ValueError:
-        find(row.seq, row.decision_id, "the record is not a valid audit record (changed)")
+        find(row.seq, None, "the record is not a valid audit record (changed)")
         return
     if leaf_hash(row.body) != row.leaf:
         find(row.seq, record.decision_id, "the record was changed after it was written "
@@ -165,32 +163,37 @@ def _check_row(row: Row, rules: "_RulesCursor", find) -> None:
         find(row.seq, record.decision_id,
              f"the record says it is record {record.seq} of chain {record.chain}: records were "
              "moved, inserted or renumbered")
-    columns = _columns_of(row, record)
+    if format_instant(row.time_us) != record.time:
+        find(row.seq, record.decision_id, f"the stored time column says "
+             f"{format_instant(row.time_us)}, the record says {record.time}")
+    if indexed is None:
+        return
+    columns = {"time_us": row.time_us, **index_columns(record)}
     for name, value in columns.items():
-        if getattr(row, name) != value:
+        if getattr(indexed, name) != value:
             find(row.seq, record.decision_id,
-                 f"the indexed column {name} says {getattr(row, name)!r}, the record says "
+                 f"the indexed column {name} says {getattr(indexed, name)!r}, the record says "
                  f"{value!r}: `audit query` would find the wrong records")
     expected_rules = sorted(r.rule_id for r in record.reasons)
-    if rules.of(row.seq) != expected_rules:
+    if sorted(rules.of(row.seq)) != expected_rules:
         find(row.seq, record.decision_id, "the rule index does not match the record's reasons")
 
 
-class _RulesCursor:
-    """Walks audit_rules alongside the records (both in sequence order)."""
+class _Cursor:
+    """Walks (seq, item) pairs in sequence order alongside the records."""
 
-    def __init__(self, store: Store, chain: str):
-        self._rows = store.rules_of(chain)
-        self._next = next(self._rows, None)
+    def __init__(self, pairs):
+        self._pairs = iter(pairs)
+        self._next = next(self._pairs, None)
 
-    def of(self, seq: int) -> list[str]:
+    def of(self, seq: int) -> list:
         out = []
         while self._next is not None and self._next[0] < seq:
-            self._next = next(self._rows, None)
+            self._next = next(self._pairs, None)
         while self._next is not None and self._next[0] == seq:
             out.append(self._next[1])
-            self._next = next(self._rows, None)
-        return sorted(out)
+            self._next = next(self._pairs, None)
+        return out
 
 
 def verify_store(store: Store, *, verifier: Verifier | None = None,

@@ -48,10 +48,12 @@ DECIDE_BATCH = "/tiergate.v1.Authorizer/DecideBatch"
 ECHO = "/bench.Echo/Unary"
 ECHO_BATCH = "/bench.Echo/Batch"
 
-# Targets (issue 3, "Tests and speed").
+# Targets (issue 3, "Tests and speed"; issue 9, the audit log).
 ECHO_RATIO_TARGET = 0.80
 BATCH_TARGET = 50_000
 WORKERS_TARGET = 1.5
+AUDIT_RATIO_TARGET = 0.85  # unary Decide with the audit log / without
+AUDIT_P99_TARGET = 2.0  # p99 with the audit log at most this many times p99 without
 
 def _serve_default_threads() -> int:
     from tiergate.server.config import ServeConfig
@@ -191,11 +193,19 @@ class Server:
 
 def start_servers(policy_dir: Path, threads: int, alt_threads: int) -> dict[str, Server]:
     """echo, w1 (`tiergate serve`), w2 (--workers 2) with `threads` handler threads each, and
-    echo_alt, w1_alt with `alt_threads` (when not 0)."""
-    tiergate = [sys.executable, "-m", "tiergate.cli.main", "serve", str(policy_dir),
-                "--listen", "127.0.0.1:0", "--log-level", "WARNING",
-                # Part of the workload carries context.time (decided uncached, as of that time).
-                "--accept-request-time"]
+    echo_alt, w1_alt with `alt_threads` (when not 0); all without the audit log. w1_audit is
+    w1 with the audit log on, as `tiergate serve` runs by default (SQLite in a temporary
+    directory, signed checkpoints)."""
+    engine_only = [sys.executable, "-m", "tiergate.cli.main", "serve", str(policy_dir),
+                   "--listen", "127.0.0.1:0", "--log-level", "WARNING",
+                   # Part of the workload carries context.time (decided uncached, as of it).
+                   "--accept-request-time"]
+    tiergate = engine_only + ["--audit-log", "off"]
+    audit_dir = Path(tempfile.mkdtemp(prefix="tiergate-bench-audit-"))
+    subprocess.run([sys.executable, "-m", "tiergate.cli.main", "audit", "keygen", "--out",
+                    str(audit_dir / "audit.key")], check=True, stdout=subprocess.DEVNULL)
+    audited = engine_only + ["--audit-log", str(audit_dir / "audit.db"),
+                             "--audit-key", str(audit_dir / "audit.key")]
     echo = [sys.executable, str(BENCH / "echo_server.py"), "--listen", "127.0.0.1:0"]
     servers = {}
     try:
@@ -203,6 +213,8 @@ def start_servers(policy_dir: Path, threads: int, alt_threads: int) -> dict[str,
         servers["w1"] = Server("tiergate serve", tiergate + ["--threads", str(threads)])
         servers["w2"] = Server("tiergate serve --workers 2",
                                tiergate + ["--threads", str(threads), "--workers", "2"], 2)
+        servers["w1_audit"] = Server("tiergate serve (audit log on)",
+                                     audited + ["--threads", str(threads)])
         if alt_threads:
             servers["echo_alt"] = Server("echo", echo + ["--threads", str(alt_threads)])
             servers["w1_alt"] = Server("tiergate serve",
@@ -423,6 +435,10 @@ def sections(timed: list[bytes], timeless: list[bytes], alt_threads: int,
         Section("batch100", "DecideBatch, batches of 100", "w1", DECIDE_BATCH, batch100, 100, True),
         Section("batch1000", "DecideBatch, batches of 1000", "w1", DECIDE_BATCH, batch1000, 1000,
                 True),
+        # The same mix and batches with every answer recorded (SQLite, signed checkpoints).
+        Section("audit_mix", "Decide, mix, audit log on", "w1_audit", DECIDE, mix, 1, False),
+        Section("audit_batch1000", "DecideBatch, batches of 1000, audit log on", "w1_audit",
+                DECIDE_BATCH, batch1000, 1000, True),
     ]
 
 
@@ -498,6 +514,16 @@ def report(per_rep: list[dict], all_sections: list[Section], settings: Settings,
               f"| {met(best_batch >= BATCH_TARGET)} |",
               f"| --workers 2 ≥ {WORKERS_TARGET}× --workers 1 (unary mix, same client) | "
               f"{workers_ratio:.2f}× | {met(workers_ratio >= WORKERS_TARGET)} |"]
+    audit_ratio = ratio_per_rep(per_rep, "audit_mix", "mix")
+    audit_p99 = statistics.median(rep["audit_mix"]["p99_us"] / rep["mix"]["p99_us"]
+                                  for rep in per_rep)
+    audit_batch = summary["audit_batch1000"]["items_s"]
+    lines += [f"| unary Decide (mix) with the audit log ≥ {AUDIT_RATIO_TARGET:.0%} of without | "
+              f"{audit_ratio:.0%} | {met(audit_ratio >= AUDIT_RATIO_TARGET)} |",
+              f"| DecideBatch with the audit log ≥ {BATCH_TARGET:,} decisions/s | "
+              f"{_n(audit_batch)} | {met(audit_batch >= BATCH_TARGET)} |",
+              f"| p99 of unary Decide with the audit log ≤ {AUDIT_P99_TARGET:g}× without | "
+              f"{audit_p99:.2f}× | {met(audit_p99 <= AUDIT_P99_TARGET)} |"]
     workers_ratio_h2 = None
     if "w2_h2" in summary:
         workers_ratio_h2 = ratio_per_rep(per_rep, "w2_h2", "timed_h2")
@@ -582,7 +608,8 @@ def report(per_rep: list[dict], all_sections: list[Section], settings: Settings,
     return "\n".join(lines) + "\n", {"summary": summary, "per_rep": per_rep,
                                       "echo_ratio": echo_ratio, "workers_ratio": workers_ratio,
                                       "workers_ratio_h2load": workers_ratio_h2,
-                                      "best_batch": best_batch}
+                                      "best_batch": best_batch, "audit_ratio": audit_ratio,
+                                      "audit_p99_ratio": audit_p99, "audit_batch": audit_batch}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -194,6 +194,8 @@ def _verify(args) -> int:
         else:
             signed = ", signatures not checked (no --verify-key)"
         pruned = f", {report.pruned} pruned" if report.pruned else ""
+        if report.unindexed:
+            pruned += f", {report.unindexed} not yet in the query index"
         print(f"chain {report.chain}: {report.records} records{pruned}, "
               f"{report.checkpoints} checkpoints{signed}")
         for finding in report.findings:
@@ -227,9 +229,9 @@ def _query(args) -> int:
     print(f"{'time':<27} {'effect':<8} {'subject':<14} {'org':<12} {'dataset':<18} "
           f"{'grant':<14} rules")
     for row in rows:
-        record = parse_record(row.body)
-        print(f"{record.time:<27} {record.outcome:<8} {row.subject or '-':<14} "
-              f"{row.org or '-':<12} {row.dataset or '-':<18} {row.grant_id or '-':<14} "
+        record, index = parse_record(row.body), row.index
+        print(f"{record.time:<27} {record.outcome:<8} {index.subject or '-':<14} "
+              f"{index.org or '-':<12} {index.dataset or '-':<18} {index.grant_id or '-':<14} "
               f"{' '.join(r.rule_id for r in record.reasons) or '-'}")
     return 0
 

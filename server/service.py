@@ -160,7 +160,7 @@ class AuthorizerService:
             self.audit.record(entries)
         except AuditUnavailable as problem:
             # SECURITY: an answer the log does not hold is not given (fail closed).
-            log.error("%s not answered: %s", entry_point, problem)
+            log.debug("%s not answered: %s", entry_point, problem)
             context.abort(grpc.StatusCode.UNAVAILABLE,
                           "the decision could not be recorded in the audit log, so it is not "
                           "given; try again later / 审计日志无法写入，不予决策")
