@@ -234,17 +234,45 @@ def problems_of(error) -> list[dict]:
 def entry(decided_part: Decided, *, time_us: int, decision_id: str, entry_point: str,
           caller: str) -> Entry:
     """The record of one answer: when, its id, who asked (`caller_json`), and what was decided."""
-    head = (f',"time":"{format_instant(time_us)}","decision_id":{_dumps(decision_id)},'
+    head = (f',"time":"{_utc_text(time_us)}","decision_id":{_dumps(decision_id)},'
             f'"entry":"{entry_point}","caller":{caller}')
     return Entry(time_us, decision_id, decided_part, head + decided_part.tail)
+
+
+_second = [None, ""]  # the last second formatted, and its text up to the seconds
+
+
+def _utc_text(time_us: int) -> str:
+    """format_instant(time_us) for a record's time (UTC, microseconds), the date and time
+    formatted once per second: PERF, it is on every answer's path."""
+    second, micros = divmod(time_us, 1_000_000)
+    cached = _second
+    if cached[0] != second:
+        text = format_instant(second * 1_000_000)  # "...T08:00:00Z"
+        cached[0], cached[1] = second, text[:-1]
+    return f"{cached[1]}.{micros:06d}Z" if micros else cached[1] + "Z"
 
 
 def _text(value: Any) -> str | None:
     return value[:200] if isinstance(value, str) and value else None
 
 
-def grpc_caller(context, downstream: str | None = None) -> str:
-    """caller_json for a gRPC call: its peer and, over mTLS, its verified identity."""
+_callers: dict = {}  # peer -> its caller JSON, for calls without a verified identity
+
+
+def grpc_caller(context, downstream: str | None = None, *, verified: bool = False) -> str:
+    """caller_json for a gRPC call: its peer and, when the server verifies client
+    certificates (`verified`), the identity they prove."""
+    if not verified:
+        peer = context.peer()
+        if downstream is None:
+            text = _callers.get(peer)
+            if text is None:
+                if len(_callers) > 10_000:
+                    _callers.clear()
+                text = _callers[peer] = caller_json(peer)
+            return text
+        return caller_json(peer, None, downstream)
     identity = None
     if context.peer_identities():
         properties = context.auth_context()

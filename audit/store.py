@@ -334,6 +334,7 @@ class SQLiteStore(Store):
                  busy_timeout: float = 2.0):
         super().__init__(str(path))
         self.path = Path(path)
+        self.fsync = fsync
         if not self.path.exists():
             if not create:
                 raise StoreError(f"no audit log at {self.path}")
@@ -424,6 +425,7 @@ class PostgresStore(Store):
         try:
             return self._connection().execute(self._sql(sql), params)
         except self._psycopg.Error as problem:
+            self._discard()
             raise StoreError(f"audit log {_redacted(self._url)}: {problem}") from None
 
     @contextmanager
@@ -434,7 +436,18 @@ class PostgresStore(Store):
                 with db.cursor() as cursor:
                     yield cursor
         except self._psycopg.Error as problem:
+            self._discard()
             raise StoreError(f"audit log {_redacted(self._url)}: {problem}") from None
+
+    def _discard(self) -> None:
+        """Drop the connection after an error: the next use connects afresh (a connection that
+        failed mid-statement may be left unusable without saying so)."""
+        if self._db is not None:
+            try:
+                self._db.close()
+            except Exception:  # noqa: BLE001 — it is being thrown away
+                pass
+            self._db = None
 
     def close(self) -> None:
         if self._db is not None:

@@ -85,7 +85,6 @@ def verify_chain(store: Store, chain: str, *, verifier: Verifier | None = None,
     last_good = 0  # the largest checkpoint size whose root matched
 
     def check_roots(frontier: Frontier) -> None:
-        nonlocal last_good
         while pending and pending[0][0] == frontier.size:
             size, note, origin = pending.pop(0)
             check_checkpoint(size, note, origin, frontier.root())

@@ -27,6 +27,10 @@ def register(subparsers) -> None:
                         help="add the path through the decision tree and each condition's value")
     add_now_option(parser, help="the time for requests without context.time (default: the clock)")
     add_error_format(parser)
+    parser.add_argument("--audit-log", metavar="FILE|URL",
+                        help="record every decision and refusal in this audit log (the server's "
+                        "SQLite file or postgresql:// URL), as a chain of its own")
+    parser.add_argument("--audit-key", metavar="KEY", help="sign the chain's checkpoint")
     parser.set_defaults(run=run)
 
 
@@ -39,6 +43,19 @@ def run(args) -> int:
     except (OSError, InputError) as problem:
         print(f"error: {problem}", file=sys.stderr)
         return 1
+    try:
+        recorder = _Recorder(args.audit_log, args.audit_key) if args.audit_log else None
+    except (OSError, ValueError, RuntimeError) as problem:
+        print(f"error: the audit log cannot be used: {problem}", file=sys.stderr)
+        return 1
+    try:
+        return _decide_all(policy, items, single, args, recorder)
+    finally:
+        if recorder is not None:
+            recorder.close()
+
+
+def _decide_all(policy, items, single, args, recorder) -> int:
     failed = 0
     for index, item in enumerate(items):
         where = "" if single else f"request {index + 1}: "
@@ -48,10 +65,69 @@ def run(args) -> int:
             print(f"error: {where}{item.problem}", file=sys.stderr)
         else:
             try:
-                out = policy.decide(item.request, now=args.now, explain=args.explain).to_dict()
+                if recorder is None:
+                    out = policy.decide(item.request, now=args.now, explain=args.explain).to_dict()
+                else:
+                    decision, settled = policy.decide_recorded(item.request, now=args.now,
+                                                               explain=args.explain)
+                    recorder.decided(decision, settled)
+                    out = decision.to_dict()
             except RequestError as error:
                 failed += 1
                 out = error.to_dict()
+                if recorder is not None:
+                    out["decision_id"] = recorder.refused(error, item.request, policy.revision)
                 print(f"error: {where}{error}", file=sys.stderr)
         print(json.dumps(out, ensure_ascii=False, indent=2 if single else None))
     return 1 if failed else 0
+
+
+class _Recorder:
+    """Records the CLI's answers (entry "cli", caller local:<user>) before printing them."""
+
+    def __init__(self, target: str, key: str | None):
+        import getpass
+        from pathlib import Path
+
+        from tiergate.audit import record
+        from tiergate.audit.log import AuditLog
+        from tiergate.audit.note import read_signer
+        from tiergate.audit.store import StoreError, open_store
+        from tiergate.server.config import default_chain
+
+        self._record = record
+        signer = read_signer(Path(key).read_text(encoding="utf-8")) if key else None
+        self._caller = record.caller_json(f"local:{getpass.getuser()}")
+        self._log = AuditLog(lambda: open_store(target), "cli-" + default_chain(), signer=signer)
+        try:
+            self._log.start()
+        except StoreError as problem:
+            raise RuntimeError(str(problem)) from None
+
+    def _commit(self, decided, decision_id: str) -> None:
+        from tiergate.engine.timeutil import now_micros
+
+        self._log.record([self._record.entry(decided, time_us=now_micros(),
+                                             decision_id=decision_id, entry_point="cli",
+                                             caller=self._caller)])
+
+    def decided(self, decision, settled: dict) -> None:
+        self._commit(self._record.decided(decision, settled), decision.decision_id)
+
+    def refused(self, error, request, revision: str) -> str:
+        import uuid
+
+        decision_id = "cli-" + uuid.uuid4().hex[:20]
+        subject = request.get("subject") if isinstance(request, dict) else None
+        resource = request.get("resource") if isinstance(request, dict) else None
+        claimed = {"subject": (subject or {}).get("id") if isinstance(subject, dict) else None,
+                   "org": (subject or {}).get("org_id") if isinstance(subject, dict) else None,
+                   "dataset": (resource or {}).get("id") if isinstance(resource, dict) else None}
+        self._commit(self._record.refused("invalid_request", str(error),
+                                          self._record.problems_of(error),
+                                          policy_revision=revision, claimed=claimed),
+                     decision_id)
+        return decision_id
+
+    def close(self) -> None:
+        self._log.close()  # moves the journal into the database and writes a checkpoint

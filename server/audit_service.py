@@ -83,9 +83,12 @@ class AuditService(pb_grpc.AuditServicer):
         chain = request.chain or None
         positions = {p.chain: p.seq for p in request.__getattribute__("from")}
         if not positions:
-            sizes = self._read(context, lambda store: {
+            positions = self._read(context, lambda store: {
                 name: store.size(name) for name in ([chain] if chain else store.chains())})
-            positions = sizes
+            if chain in (None, self._audit.chain):
+                # This server's own records may still be in its journal: "now" is its end.
+                positions[self._audit.chain] = max(positions.get(self._audit.chain, 0),
+                                                   self._audit.size)
         while context.is_active():
             rows = self._read(context, lambda store: store.after(chain, positions))
             for row in rows:

@@ -103,7 +103,7 @@ def decide_one(snapshot: Snapshot, message: pb.DecideRequest, clock, *,
     if when is None and cache is not None and not message.explain:
         key = message.SerializeToString()
         cached = cache.get(key, now)
-        if cached is not None:
+        if cached is not None and (cached[1] is not None or not recorded):
             decision_id = next_decision_id()
             return Answer(wire.with_id(cached[0], decision_id), cached[1], decision_id, now)
         decision, settled = _decide(snapshot, message, now, False, recorded)

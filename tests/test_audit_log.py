@@ -18,13 +18,14 @@ import pytest
 from envoy.service.auth.v3 import external_auth_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tiergate.audit.journal import journal_path, read_frames
 from tiergate.audit.record import parse_record
 from tiergate.audit.store import open_store
 from tiergate.cli.main import main as tiergate
 from tiergate.v1 import audit_pb2, audit_pb2_grpc
 from tiergate.v1 import authorizer_pb2 as pb
 
-from conftest import BASE_REQUEST, instant
+from conftest import BASE_REQUEST, POLICIES, instant
 from server_support import running_server, to_proto
 from test_ext_authz_server import DATASET, HEADERS, check_request
 
@@ -72,6 +73,42 @@ def records(db: Path) -> list:
         store.close()
 
 
+def durable_records(db: Path, chain: str = "gw-1") -> list:
+    """What a running server has made durable: the database, and its chain's journal (records
+    the writer moves into the database a moment after answering)."""
+    journaled = [parse_record(body) for _, _, body in read_frames(journal_path(db, chain))]
+    return records(db) + journaled
+
+
+class Load:
+    """Decide calls from 4 threads until stopped (at most 5,000 in all): the ids answered and
+    the status codes of the calls that failed."""
+
+    def __init__(self, stub, request):
+        self.answered: list[str] = []
+        self.failed: list = []
+        self._stub, self._request = stub, request
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run) for _ in range(4)]
+
+    def _run(self) -> None:
+        while not self._stop.is_set() and len(self.answered) + len(self.failed) < 5000:
+            try:
+                self.answered.append(self._stub.Decide(self._request, timeout=10).decision_id)
+            except grpc.RpcError as error:
+                self.failed.append(error.code())
+
+    def start(self) -> "Load":
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+
 def write_log(tmp_path, keys, count: int = 12) -> tuple[Path, list[str]]:
     """A signed log of `count` answers (decisions, a refusal), all under checkpoints."""
     ids = []
@@ -106,10 +143,11 @@ def test_every_answer_is_recorded_before_it_is_given_with_what_was_decided(tmp_p
             check_request("GET", DATASET + "?rows=10", {k: v for k, v in HEADERS.items()
                                                          if k != "x-tiergate-time"}))
         # SECURITY: the log file says who asked for which medical data: owner-only.
-        for name in ("audit.db", "audit.db-wal", "audit.db-shm"):
+        for name in ("audit.db", "audit.db-wal", "audit.db-shm", "audit.db.journal.gw-1"):
             assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
         assert permit.effect == pb.PERMIT
-        kept = {r.decision_id: r for r in records(db)}  # committed before each answer returned
+        # Durable before each answer returned.
+        kept = {r.decision_id: r for r in durable_records(db)}
     assert permit.decision_id in kept and cached.decision_id in kept
     assert batch.results[0].decision.decision_id in kept
     record = kept[permit.decision_id]
@@ -415,23 +453,13 @@ def test_when_the_log_cannot_be_written_no_answer_is_given_and_health_says_so(tm
     with audited_server(tmp_path, threads=8, audit_wait_seconds=5.0) as (running, stub, channel):
         health = health_pb2_grpc.HealthStub(channel)
         request = to_proto(timeless(BASE_REQUEST))
-        answered, failed, statuses = [], [], []
-        stop = threading.Event()
-
-        def load():
-            while not stop.is_set() and len(answered) + len(failed) < 5000:
-                try:
-                    answered.append(stub.Decide(request, timeout=10).decision_id)
-                except grpc.RpcError as error:
-                    failed.append(error.code())
-
-        workers = [threading.Thread(target=load) for _ in range(4)]
-        for worker in workers:
-            worker.start()
+        statuses = []
+        load = Load(stub, request).start()
+        answered, failed = load.answered, load.failed
         # Another process takes the database's write lock for longer than the writer waits.
         blocker = sqlite3.connect(db, timeout=10)
         blocker.execute("BEGIN EXCLUSIVE")
-        for _ in range(40):
+        for _ in range(100):
             statuses.append(health.Check(health_pb2.HealthCheckRequest(service="")).status)
             if statuses[-1] == health_pb2.HealthCheckResponse.NOT_SERVING:
                 break
@@ -447,10 +475,11 @@ def test_when_the_log_cannot_be_written_no_answer_is_given_and_health_says_so(tm
                 break
             threading.Event().wait(0.1)
         after = len(answered)
-        threading.Event().wait(0.5)
-        stop.set()
-        for worker in workers:
-            worker.join()
+        for _ in range(100):
+            if len(answered) > after:
+                break
+            threading.Event().wait(0.1)
+        load.stop()
     assert health_pb2.HealthCheckResponse.NOT_SERVING in statuses
     assert failed and set(failed) == {grpc.StatusCode.UNAVAILABLE}
     assert len(answered) > after, "decisions did not resume once the log could be written"
@@ -468,7 +497,13 @@ def test_a_gateway_gets_a_denial_when_the_log_cannot_be_written(tmp_path):
         blocker = sqlite3.connect(db, timeout=10)
         blocker.execute("BEGIN EXCLUSIVE")
         try:
-            response = check.Check(check_request("GET", DATASET, headers))
+            # Answers go on while the journal holds their records, until the database has
+            # refused them for longer than the writer waits (about 2 s): then denials.
+            for _ in range(100):
+                response = check.Check(check_request("GET", DATASET, headers))
+                if response.status.code != 0:
+                    break
+                threading.Event().wait(0.1)
         finally:
             blocker.rollback()
             blocker.close()
@@ -518,3 +553,20 @@ def test_the_audit_service_queries_follows_and_hands_out_checkpoints(tmp_path, k
     verifier = read_verifier(keys[1].read_text())
     assert len(notes) == 1 and is_signed_by(notes[0], verifier)
     assert parse_checkpoint(notes[0]).size == 2
+
+
+def test_the_cli_records_its_decisions_when_asked(tmp_path):
+    db = tmp_path / "audit.db"
+    requests = tmp_path / "requests.jsonl"
+    bad = dict(BASE_REQUEST, purpose="curiosity")
+    requests.write_text(json.dumps(BASE_REQUEST) + "\n" + json.dumps(bad) + "\n",
+                        encoding="utf-8")
+    code, out, _ = cli("decide", str(POLICIES), str(requests), "--audit-log", str(db))
+    assert code == 1  # one request was refused
+    printed = [json.loads(line) for line in out.splitlines()]
+    kept = {r.decision_id: r for r in records(db)}
+    assert set(kept) == {printed[0]["decision_id"], printed[1]["decision_id"]}
+    assert {r.entry for r in kept.values()} == {"cli"}
+    assert kept[printed[0]["decision_id"]].outcome == printed[0]["effect"]
+    assert kept[printed[1]["decision_id"]].refusal.problems[0].attribute == "purpose"
+    assert kept[printed[0]["decision_id"]].caller.peer.startswith("local:")
