@@ -85,6 +85,7 @@ class AuditLog:
         self._closing = False
         self.healthy = True
         self.failure: str | None = None
+        self._next_warning = 0.0
         self.committed = 0  # records committed by this process (for metrics and tests)
         self.batches = 0
         self._listeners: list[Callable[[], None]] = []
@@ -139,7 +140,7 @@ class AuditLog:
             if not self.healthy:
                 raise AuditUnavailable(f"the audit log cannot be written: {self.failure}")
             if len(self._pending) + len(self._unflushed) + len(entries) > self._max_pending:
-                raise AuditUnavailable("the audit log is behind (too many records waiting)")
+                raise self._unavailable("the audit log is behind (too many records waiting)")
             ticket = self._ticket
             self._pending.extend(entries)
             while not ticket.finished:
@@ -148,13 +149,22 @@ class AuditLog:
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise AuditUnavailable(
+                    raise self._unavailable(
                         f"the audit log did not commit within {self._wait:g}s")
                 self._turn.wait(remaining)
         if not ticket.finished:
             self._take_turn()
         if ticket.error is not None:
             raise AuditUnavailable(f"the audit log cannot be written: {ticket.error}")
+
+    def _unavailable(self, message: str) -> AuditUnavailable:
+        """The error for a call refused while the log is healthy (slow, or behind): logged, at
+        most once every 10 s, since nothing else would say why calls fail."""
+        now = time.monotonic()
+        if now >= self._next_warning:
+            self._next_warning = now + 10
+            log.warning("audit log: refusing calls: %s", message)
+        return AuditUnavailable(message)
 
     def _take_turn(self) -> None:
         """Commit everything pending (the caller set _committing), then pass the turn on."""
