@@ -246,9 +246,19 @@ class Store:
 
     def query(self, *, filters: dict[str, str], rule: str | None = None,
               since_us: int | None = None, until_us: int | None = None,
-              limit: int | None = None) -> list[Found]:
-        """Records matching every filter, oldest first (by time, then chain and seq)."""
+              limit: int | None = None, after: tuple[str, int] | None = None) -> list[Found]:
+        """Records matching every filter, oldest first (by time, then chain and seq); with
+        `after` (chain, seq), only those that come after that record in this order (paging)."""
         where, params = ["r.body IS NOT NULL"], []
+        if after is not None:
+            row = self._execute("SELECT time_us FROM audit_records WHERE chain = ? AND seq = ?",
+                                after).fetchone()
+            if row is None:
+                return []
+            chain, seq = after
+            where.append("(i.time_us > ? OR (i.time_us = ? AND (i.chain > ? OR "
+                         "(i.chain = ? AND i.seq > ?))))")
+            params += [int(row[0]), int(row[0]), chain, chain, seq]
         for name, value in filters.items():
             where.append(f"i.{FILTERS[name]} = ?")
             params.append(value)

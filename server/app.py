@@ -19,8 +19,8 @@ are listed in reflection and reported SERVING by the health service.
 A handler reads `holder.current` (a holder.Snapshot: policy set, load time, decision cache)
 once per call and uses only that snapshot; `holder.clock()` is the time for requests that give
 none; `holder.on_swap(listener)` announces every reload. A handler that answers calls for real
-records each answer with `audit.record(...)` before sending it (None when the log is off). Adding Envoy ext_authz is one line:
-append "tiergate.server.ext_authz" to SERVICE_MODULES.
+records each answer with `audit.record(...)` before sending it (`audit` is None when the log is
+off). Adding Envoy ext_authz is one line: append "tiergate.server.ext_authz" to SERVICE_MODULES.
 """
 
 from __future__ import annotations
@@ -31,20 +31,19 @@ import signal
 import sys
 import threading
 from concurrent import futures
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from tiergate.engine import PolicySet, compile_sources
-from tiergate.engine.timeutil import now_micros
-
 from tiergate.audit.log import AuditLog
 from tiergate.audit.note import NoteError, read_signer
 from tiergate.audit.store import StoreError, open_store
+from tiergate.engine import PolicySet, compile_sources
+from tiergate.engine.timeutil import now_micros
 
 from .config import ServeConfig, default_chain
 from .holder import Clock, PolicyHolder

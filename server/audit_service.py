@@ -70,18 +70,13 @@ class AuditService(pb_grpc.AuditServicer):
         after = ((request.after.chain, request.after.seq) if request.HasField("after") else None)
         rows = self._read(context, lambda store: store.query(
             filters=filters, rule=request.rule or None, since_us=bounds.get("since"),
-            until_us=bounds.get("until"), limit=None if after else limit))
-        if after is not None:
-            # Rows are ordered by (time, chain, seq): resume after the given one.
-            index = next((i for i, r in enumerate(rows) if (r.chain, r.seq) == after), None)
-            rows = rows[index + 1:] if index is not None else []
-            rows = rows[:limit]
+            until_us=bounds.get("until"), limit=limit, after=after))
         for row in rows:
             yield pb.AuditEntry(chain=row.chain, seq=row.seq, record=row.body)
 
     def Follow(self, request: pb.AuditFollow, context):
         chain = request.chain or None
-        positions = {p.chain: p.seq for p in request.__getattribute__("from")}
+        positions = {p.chain: p.seq for p in getattr(request, "from")}  # `from` is a keyword
         if not positions:
             positions = self._read(context, lambda store: {
                 name: store.size(name) for name in ([chain] if chain else store.chains())})

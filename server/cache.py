@@ -18,10 +18,11 @@ from cachetools import LRUCache
 
 
 class DecisionCache:
-    """Bounded LRU of time-less request key -> (decided at, valid_until, encoded decision). Thread-safe.
+    """Bounded LRU of time-less request key -> (decided at, valid_until, value). Thread-safe.
 
-    The value is the serialized Decision without its decision_id (see wire.py): every answer
-    gets its own id, so audit logs can tell answers apart even when they come from the cache.
+    The value (service.decide_one) is the serialized Decision without its decision_id (see
+    wire.py) and the decision's audit record part: every answer gets its own id and its own
+    audit record, even when it comes from the cache.
     """
 
     def __init__(self, maxsize: int):
@@ -34,8 +35,8 @@ class DecisionCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, key: bytes, now: int) -> bytes | None:
-        """The cached encoding for `key` if it holds at `now` (µs since the epoch)."""
+    def get(self, key: bytes, now: int):
+        """The cached value for `key` if it holds at `now` (µs since the epoch)."""
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None and not (entry[0] <= now and (entry[1] is None or now < entry[1])):
@@ -50,11 +51,11 @@ class DecisionCache:
         self.hits += 1
         return entry[2]
 
-    def put(self, key: bytes, encoded: bytes, valid_until: int | None, now: int) -> None:
+    def put(self, key: bytes, value, valid_until: int | None, now: int) -> None:
         if valid_until is not None and now >= valid_until:
             return
         with self._lock:
-            self._entries[key] = (now, valid_until, encoded)
+            self._entries[key] = (now, valid_until, value)
 
 
 def next_decision_id() -> str:

@@ -10,6 +10,8 @@ An Envoy or Istio proxy asks before forwarding each HTTP request. The gateway ma
   denied the same way (403) with a reason naming what was missing — never permitted.
 - An unexpected failure is denied with 500: the proxy never sees a gRPC error it might be
   configured (failure_mode_allow) to let through.
+- Every answer is committed to the audit log before it is sent; when it cannot be, the answer
+  is a 503 denial saying so (tiergate.audit.log), never an unrecorded permit.
 
 Wiring: `tiergate serve` registers this module (app.py's SERVICE_MODULES contract: `register`,
 `SERVICE_NAME`); elsewhere `add_ext_authz(server, policy_source, mapping)`, where `policy_source`
