@@ -24,7 +24,7 @@ from tiergate.cli.main import main as tiergate
 from tiergate.v1 import audit_pb2, audit_pb2_grpc
 from tiergate.v1 import authorizer_pb2 as pb
 
-from conftest import BASE_REQUEST, POLICIES, instant
+from conftest import BASE_REQUEST, POLICIES, REPO, as_stated_directory, instant
 from server_support import running_server, to_proto
 from test_ext_authz_server import DATASET, HEADERS, check_request
 
@@ -125,6 +125,7 @@ def test_every_answer_is_recorded_before_it_is_given_with_what_was_decided(tmp_p
         by_id["resource"] = {"id": "ds-cardio-2025"}
         permit = stub.Decide(to_proto(by_id))
         cached = stub.Decide(to_proto(by_id))  # from the decision cache, recorded all the same
+        explained = stub.Decide(to_proto(by_id, explain=True))  # carries file:line locations
         bad = timeless(BASE_REQUEST)
         bad["purpose"] = "curiosity"
         with pytest.raises(grpc.RpcError) as refused:
@@ -166,7 +167,10 @@ def test_every_answer_is_recorded_before_it_is_given_with_what_was_decided(tmp_p
     via_gateway = kept[check_id]
     assert via_gateway.entry == "Check" and via_gateway.outcome == "PERMIT"
     assert via_gateway.http.method == "GET" and via_gateway.http.path == DATASET  # no query
-    assert b"/work" not in (tmp_path / "audit.db").read_bytes()  # no server paths in records
+    assert kept[explained.decision_id].outcome == "PERMIT"
+    stored = b"".join(row.body for row in open_store(db, create=False).records("gw-1"))
+    for path in (as_stated_directory(), REPO):  # no server paths in records
+        assert str(path).encode() not in stored
 
 
 def test_concurrent_calls_share_commits(tmp_path):
