@@ -1,6 +1,8 @@
 """The audit log a server writes: group commit, fail closed, signed checkpoints.
 
-INVARIANT: an answer is sent only after its record is committed. A handler hands its records to
+INVARIANT: an answer is sent only after its record is committed: for SQLite, appended to the
+chain's journal (journal.py), which the writer moves into the database in bulk a moment later;
+for PostgreSQL, committed to the database. A handler hands its records to
 `AuditLog.record` and waits; whoever commits next (the first handler to find no commit under
 way, or the writer thread) takes everything handed in meanwhile, gives each record its place in
 the chain, and commits the lot in one transaction (group commit: one commit for many concurrent
@@ -11,9 +13,7 @@ write succeeds again.
 
 The records' query index is written after the answers, many records at a time (store.py says
 why), so a record is searchable within `_INDEX_DELAY` seconds of being answered; a writer that
-starts indexes whatever its chain left unindexed. (A journal file written before the database,
-one write(2) per group commit, was tried and measured no faster in the service benchmark: the
-cost is in making records, not in committing them.)
+starts indexes whatever its chain left unindexed.
 
 Every `checkpoint_interval` seconds (and when the log closes) the writer stores a checkpoint of the
 chain: its size and Merkle root, signed with the operator's key when one is configured.
@@ -29,6 +29,7 @@ from typing import Callable
 
 from tiergate.engine.timeutil import format_instant, now_micros
 
+from .journal import Journal, journal_path, read_frames
 from .merkle import Frontier, leaf_hash
 from .note import Signer, checkpoint_body, sign_checkpoint
 from .record import Entry
@@ -94,6 +95,8 @@ class AuditLog:
         self._store: Store | None = None
         self._frontier: Frontier | None = None
         self._checkpointed_size = -1
+        self._journal: Journal | None = None  # SQLite: records are durable here first
+        self._unflushed: list[tuple] = []  # journaled records not yet in the database
         self._unindexed: list[tuple] = []  # index rows of committed records
         self._unindexed_rules: list[tuple] = []
         self._flush_due: float | None = None
@@ -138,7 +141,7 @@ class AuditLog:
                 raise AuditUnavailable("the audit log is closed")
             if not self.healthy:
                 raise AuditUnavailable(f"the audit log cannot be written: {self.failure}")
-            if len(self._pending) + len(entries) > self._max_pending:
+            if len(self._pending) + len(self._unflushed) + len(entries) > self._max_pending:
                 raise self._unavailable("the audit log is behind (too many records waiting)")
             ticket = self._ticket
             self._pending.extend(entries)
@@ -183,6 +186,10 @@ class AuditLog:
     def _run(self) -> None:
         try:
             self._store = self._store_factory()
+            if self._store.kind == "sqlite":
+                path = journal_path(self._store.path, self.chain)
+                self._move_journal(path)
+                self._journal = Journal(path, fsync=self._store.fsync)
             self._frontier = self._store.resume(self.chain)
             latest = self._store.latest_checkpoint(self.chain)
             self._checkpointed_size = latest.size if latest is not None else -1
@@ -218,7 +225,7 @@ class AuditLog:
                                         or time.monotonic() >= self._flush_due):
                     self._flush()
                 if checkpoint_due:
-                    if self.healthy:
+                    if self.healthy and not self._unflushed:
                         self._checkpoint()
                     next_checkpoint = time.monotonic() + self._interval
             if closing:
@@ -237,8 +244,11 @@ class AuditLog:
                           d.org, d.dataset, d.owner, d.grant_id))
             rules.extend((chain, seq, rule) for rule in d.rules)
         try:
-            self._store.append(rows)
-        except StoreError as problem:
+            if self._journal is not None:
+                self._journal.append(rows)
+            else:
+                self._store.append(rows)
+        except (StoreError, OSError) as problem:
             ticket.error = str(problem)
             self._failed(str(problem))
             return
@@ -249,14 +259,30 @@ class AuditLog:
         self.batches += 1
         if not self._unindexed:
             self._flush_due = time.monotonic() + _INDEX_DELAY
+        if self._journal is not None:
+            self._unflushed.extend(rows)
         self._unindexed.extend(index)
         self._unindexed_rules.extend(rules)
-        if not self.healthy:
-            self._recovered()
-        self._announce()
+        if self._journal is None:
+            # A commit to the database proves it works again; one to the journal does not.
+            if not self.healthy:
+                self._recovered()
+            self._announce()
 
-    def _flush(self) -> None:
-        """Index what was committed."""
+    def _flush(self) -> bool:
+        """Move journaled records into the database, then index what was committed."""
+        if self._unflushed:
+            try:
+                self._store.append(self._unflushed)
+            except StoreError as problem:
+                # SECURITY: the journal holds them, but a log the database cannot take is a
+                # log that cannot be written: stop answering until it can (fail closed).
+                self._failed(str(problem))
+                self._flush_due = time.monotonic() + _PROBE_EVERY
+                return False
+            self._journal.clear()
+            self._unflushed = []
+            self._announce()
         try:
             self._store.add_index(self._unindexed, self._unindexed_rules)
         except StoreError as problem:
@@ -264,12 +290,30 @@ class AuditLog:
             log.error("audit log: indexing %d records failed, will retry: %s",
                       len(self._unindexed), problem)
             self._flush_due = time.monotonic() + _PROBE_EVERY
-            return
+            return True
         self._unindexed, self._unindexed_rules, self._flush_due = [], [], None
+        return True
 
     def _announce(self) -> None:
         for listener in self._listeners:
             listener()
+
+    def _move_journal(self, path) -> None:
+        """Put the records a previous writer of this chain journaled, and the database lacks,
+        into the database (a server killed before it moved them)."""
+        size = self._store.size(self.chain)
+        frames = [f for f in read_frames(path) if f[0] >= size]
+        for expected, (seq, _, _) in enumerate(frames, start=size):
+            if seq != expected:
+                raise StoreError(f"the journal {path} does not continue chain {self.chain} "
+                                 f"(record {expected} is missing); run `tiergate audit verify`")
+        if frames:
+            self._store.append([(self.chain, seq, time_us, body, leaf_hash(body))
+                                for seq, time_us, body in frames])
+            log.warning("audit log: moved %d records of chain %s from its journal into the "
+                        "database", len(frames), self.chain)
+        if path.exists():
+            path.unlink()
 
     def _index_leftovers(self) -> None:
         """Index the records a previous writer of this chain committed but did not index."""
@@ -290,6 +334,10 @@ class AuditLog:
                      self.chain)
 
     def _probe(self) -> None:
+        if self._unflushed:
+            if self._flush():
+                self._recovered()
+            return
         try:
             self._store.probe()
         except StoreError as problem:
@@ -331,5 +379,7 @@ class AuditLog:
             self._closing = True
             self._lock.notify()
         self._thread.join(timeout=30)
+        if self._journal is not None:
+            self._journal.close()
         if self._store is not None:
             self._store.close()

@@ -130,4 +130,4 @@ class _Recorder:
         return decision_id
 
     def close(self) -> None:
-        self._log.close()  # indexes the records and writes a checkpoint
+        self._log.close()  # moves the journal into the database and writes a checkpoint

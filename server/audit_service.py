@@ -81,7 +81,7 @@ class AuditService(pb_grpc.AuditServicer):
             positions = self._read(context, lambda store: {
                 name: store.size(name) for name in ([chain] if chain else store.chains())})
             if chain in (None, self._audit.chain):
-                # "Now" is this server's own end of its chain, whatever the reader saw.
+                # This server's own records may still be in its journal: "now" is its end.
                 positions[self._audit.chain] = max(positions.get(self._audit.chain, 0),
                                                    self._audit.size)
         while context.is_active():

@@ -18,6 +18,7 @@ import pytest
 from envoy.service.auth.v3 import external_auth_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tiergate.audit.journal import journal_path, read_frames
 from tiergate.audit.record import parse_record
 from tiergate.audit.store import open_store
 from tiergate.cli.main import main as tiergate
@@ -70,6 +71,13 @@ def records(db: Path) -> list:
                 for row in store.records(chain) if row.body is not None]
     finally:
         store.close()
+
+
+def durable_records(db: Path, chain: str = "gw-1") -> list:
+    """What a running server has made durable: the database, and its chain's journal (records
+    the writer moves into the database a moment after answering)."""
+    journaled = [parse_record(body) for _, _, body in read_frames(journal_path(db, chain))]
+    return records(db) + journaled
 
 
 class Load:
@@ -136,10 +144,11 @@ def test_every_answer_is_recorded_before_it_is_given_with_what_was_decided(tmp_p
             check_request("GET", DATASET + "?rows=10", {k: v for k, v in HEADERS.items()
                                                          if k != "x-tiergate-time"}))
         # SECURITY: the log file says who asked for which medical data: owner-only.
-        for name in ("audit.db", "audit.db-wal", "audit.db-shm"):
+        for name in ("audit.db", "audit.db-wal", "audit.db-shm", "audit.db.journal.gw-1"):
             assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
         assert permit.effect == pb.PERMIT
-        kept = {r.decision_id: r for r in records(db)}  # committed before each answer returned
+        # Durable before each answer returned.
+        kept = {r.decision_id: r for r in durable_records(db)}
     assert permit.decision_id in kept and cached.decision_id in kept
     assert batch.results[0].decision.decision_id in kept
     record = kept[permit.decision_id]
@@ -492,7 +501,8 @@ def test_a_gateway_gets_a_denial_when_the_log_cannot_be_written(tmp_path):
         blocker = sqlite3.connect(db, timeout=10)
         blocker.execute("BEGIN EXCLUSIVE")
         try:
-            # Denied once the commit has waited out the lock (about 2 s).
+            # Answers go on while the journal holds their records, until the database has
+            # refused them for longer than the writer waits (about 2 s): then denials.
             for _ in range(100):
                 response = check.Check(check_request("GET", DATASET, headers))
                 if response.status.code != 0:
