@@ -91,6 +91,7 @@ class AuditLog:
         self.committed = 0  # records committed by this process (for metrics and tests)
         self.batches = 0
         self._listeners: list[Callable[[], None]] = []
+        self._commit_observers: list[Callable[[float], None]] = []
         # The writer thread opens the store: a SQLite connection belongs to its thread.
         self._store: Store | None = None
         self._frontier: Frontier | None = None
@@ -119,6 +120,15 @@ class AuditLog:
     @property
     def size(self) -> int:
         return self._frontier.size if self._frontier is not None else 0
+
+    @property
+    def pending(self) -> int:
+        """Records handed in and not yet committed."""
+        return len(self._pending)
+
+    def on_commit_timed(self, observer: Callable[[float], None]) -> None:
+        """Call `observer(seconds)` with the time of every group commit (metrics)."""
+        self._commit_observers.append(observer)
 
     def on_commit(self, listener: Callable[[], None]) -> None:
         """Call `listener()` whenever records reach the database (the Audit service's stream
@@ -243,6 +253,7 @@ class AuditLog:
             index.append((chain, seq, entry.time_us, entry.decision_id, d.outcome, d.subject,
                           d.org, d.dataset, d.owner, d.grant_id))
             rules.extend((chain, seq, rule) for rule in d.rules)
+        began = time.perf_counter()
         try:
             if self._journal is not None:
                 self._journal.append(rows)
@@ -252,6 +263,8 @@ class AuditLog:
             ticket.error = str(problem)
             self._failed(str(problem))
             return
+        for observer in self._commit_observers:
+            observer(time.perf_counter() - began)
         append = self._frontier.append  # only once the records are durable
         for row in rows:
             append(row[4])

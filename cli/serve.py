@@ -54,6 +54,8 @@ def register(subparsers) -> None:
                         help="the signing key for the log's checkpoints (tiergate audit keygen)")
     parser.add_argument("--audit-chain", metavar="NAME",
                         help="this server's chain in the log (default: host, start time, pid)")
+    parser.add_argument("--metrics-listen", metavar="HOST:PORT",
+                        help="serve Prometheus metrics over HTTP here (GET /metrics)")
     parser.set_defaults(run=run)
 
 
@@ -69,7 +71,8 @@ def run(args) -> int:
              "accept_request_time": args.accept_request_time, "bundle": args.bundle,
              "max_batch": args.max_batch, "reflection": args.reflection,
              "verify_key": args.verify_key, "audit_log": args.audit_log,
-             "audit_key": args.audit_key, "audit_chain": args.audit_chain}
+             "audit_key": args.audit_key, "audit_chain": args.audit_chain,
+             "metrics_listen": args.metrics_listen}
     try:
         config = load_config(flags, config_file=args.config)
     except ConfigError as problem:

@@ -9,7 +9,7 @@ Adding a service — the registration contract
 Every module named in SERVICE_MODULES defines
 
     def register(server: grpc.Server, holder: PolicyHolder, config: ServeConfig, *,
-                 audit: AuditLog | None) -> object
+                 audit: AuditLog | None, metrics: Metrics | None) -> object
 
 which adds its handlers to `server` (not yet started) and returns anything (kept in
 RunningServer.services under the module's short name). The module also defines
@@ -47,6 +47,7 @@ from tiergate.engine.timeutil import now_micros
 
 from .config import ServeConfig, default_chain
 from .holder import Clock, PolicyHolder
+from .metrics import Metrics
 from .reload import PolicyWatcher
 from .sources import source_for
 
@@ -78,6 +79,7 @@ class RunningServer:
     source: Any = None  # where the policy comes from (sources.py), polled by the watcher
 
     audit: AuditLog | None = None
+    metrics: Metrics | None = None  # .port: where GET /metrics answers
 
     def stop(self, grace: float | None = None) -> None:
         """Refuse new calls, let calls in flight finish for up to `grace` seconds, stop."""
@@ -85,6 +87,8 @@ class RunningServer:
         if self.watcher is not None:
             self.watcher.stop()
         self.server.stop(grace).wait()
+        if self.metrics is not None:
+            self.metrics.stop()
         if self.audit is not None:
             self.audit.close()  # commits what is left and writes a last checkpoint
 
@@ -150,6 +154,7 @@ def start_server(config: ServeConfig, *, policy: PolicySet | None = None,
             health_servicer.set(name, status)
 
     audit = open_audit_log(config, on_audit_health)
+    metrics = Metrics(holder, audit) if config.metrics_listen else None
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.threads,
                                                     thread_name_prefix="tiergate-rpc"),
                          options=server_options(config))
@@ -158,7 +163,8 @@ def start_server(config: ServeConfig, *, policy: PolicySet | None = None,
     for module_name in SERVICE_MODULES:
         module = importlib.import_module(module_name)
         services[module_name.rsplit(".", 1)[-1]] = module.register(server, holder, config,
-                                                                   audit=audit)
+                                                                   audit=audit,
+                                                                   metrics=metrics)
         names.extend(service_names(module))
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     served_names.extend(names)
@@ -174,11 +180,20 @@ def start_server(config: ServeConfig, *, policy: PolicySet | None = None,
             audit.close()
         raise RuntimeError(f"cannot listen on {config.listen}")
     server.start()
+    if metrics is not None:
+        try:
+            metrics.serve(config.metrics_listen)
+        except OSError as problem:
+            server.stop(0)
+            if audit is not None:
+                audit.close()
+            raise RuntimeError(f"cannot serve metrics on {config.metrics_listen}: "
+                               f"{problem.strerror}") from None
     watcher = None
     if config.reload_interval > 0:
         watcher = PolicyWatcher(holder, interval=config.reload_interval, source=source).start()
     return RunningServer(server, port, holder, health_servicer, watcher, services, all_names,
-                         source, audit)
+                         source, audit, metrics)
 
 
 def serve(config: ServeConfig, *, ready_message: bool = True) -> int:

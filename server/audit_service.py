@@ -102,7 +102,8 @@ class AuditService(pb_grpc.AuditServicer):
         return pb.Checkpoints(notes=self._read(context, latest))
 
 
-def register(server: grpc.Server, holder, config, *, audit: AuditLog | None = None):
+def register(server: grpc.Server, holder, config, *, audit: AuditLog | None = None,
+             metrics=None):
     """app.py's registration contract."""
     service = AuditService(audit, config.audit_log if audit is not None else None)
     pb_grpc.add_AuditServicer_to_server(service, server)

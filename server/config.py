@@ -17,6 +17,7 @@
     audit_key = "audit.key"          # signs the log's checkpoints (tiergate audit keygen)
     audit_chain = "gw-1"             # this process's chain (default: host, start time, pid)
     audit_checkpoint_interval = 10.0 # seconds between signed checkpoints
+    metrics_listen = "127.0.0.1:9464"  # Prometheus metrics (GET /metrics); off when unset
     # bundle = "https://bundles.example.cn/policies.bundle"   # instead of policy_dir
     # verify_key = "officer.pub"                              # required with bundle
 
@@ -88,12 +89,17 @@ class ServeConfig(BaseModel):
     audit_checkpoint_interval: float = Field(10.0, gt=0)
     # FULL fsyncs every group commit (survives power loss); NORMAL survives a killed process.
     audit_fsync: bool = False
+    # Prometheus metrics over HTTP (server/metrics.py), e.g. "127.0.0.1:9464"; off when unset.
+    # With --workers N, worker i serves on the port + i - 1 (port 0: each picks a free one).
+    metrics_listen: str | None = None
     # How long a call waits for its record to commit before it fails (UNAVAILABLE).
     audit_wait_seconds: float = Field(5.0, gt=0)
 
-    @field_validator("listen")
+    @field_validator("listen", "metrics_listen")
     @classmethod
-    def _host_and_port(cls, value: str) -> str:
+    def _host_and_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit() or int(port) > 65535:
             raise ValueError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:50051, [::]:50051)")

@@ -68,9 +68,10 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
     def __init__(self, policy_source: PolicySource,
                  mapping: GatewayMapping | MappingSource | None, *,
                  clock: Callable[[], int] | None = None, accept_request_time: bool = False,
-                 audit: AuditLog | None = None):
+                 audit: AuditLog | None = None, metrics=None):
         self._policy_source = policy_source
         self._audit = audit
+        self._metrics = metrics
         self._accept_request_time = accept_request_time
         # A plain mapping or a callable (so a holder can reload the mapping file too); None
         # when no mapping is configured: every Check is then denied, saying so.
@@ -78,6 +79,12 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
         self._clock = clock  # µs since the epoch, for requests without context.time
 
     def Check(self, request: external_auth_pb2.CheckRequest, context) -> external_auth_pb2.CheckResponse:
+        if self._metrics is not None:
+            with self._metrics.timer("Check"):
+                return self._check_safely(request, context)
+        return self._check_safely(request, context)
+
+    def _check_safely(self, request, context) -> external_auth_pb2.CheckResponse:
         try:
             return self.check(request, context)
         except Exception:  # noqa: BLE001 — any failure must still be a denial, never a pass
@@ -136,14 +143,20 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
                 policy_revision=policy.revision, http=http_part,
                 claimed={"subject": subject.get("id"), "org": subject.get("org_id"),
                          "dataset": resource.get("id")})
+            if self._metrics is not None:
+                self._metrics.refused("Check", (p.attribute for p in error.problems))
             return _request_denied(error, policy.revision, error_id), decided, error_id
         decided = record.decided(decision, settled, http_part)
+        if self._metrics is not None:
+            self._metrics.decided("Check", decision.effect,
+                                  decision.reasons[0].rule_id if decision.reasons else "-")
         if decision.permitted:
             return _permitted(decision), decided, decision.decision_id
         return _decision_denied(decision), decided, decision.decision_id
 
-    @staticmethod
-    def _mapping_refused(error: MappingError, http_part: dict):
+    def _mapping_refused(self, error: MappingError, http_part: dict):
+        if self._metrics is not None:
+            self._metrics.refused("Check", (p.attribute for p in error.problems))
         error_id = _error_id()
         decided = record.refused("mapping", str(error),
                                  [{"attribute": p.attribute, "value": None,
@@ -156,10 +169,11 @@ def add_ext_authz(server, policy_source: PolicySource,
                   mapping: GatewayMapping | MappingSource | None, *,
                   clock: Callable[[], int] | None = None,
                   accept_request_time: bool = False,
-                  audit: AuditLog | None = None) -> ExtAuthzServicer:
+                  audit: AuditLog | None = None, metrics=None) -> ExtAuthzServicer:
     """Serve envoy.service.auth.v3.Authorization on `server` (a grpc.Server)."""
     servicer = ExtAuthzServicer(policy_source, mapping, clock=clock,
-                                accept_request_time=accept_request_time, audit=audit)
+                                accept_request_time=accept_request_time, audit=audit,
+                                metrics=metrics)
     external_auth_pb2_grpc.add_AuthorizationServicer_to_server(servicer, server)
     undeclared = []
     try:
@@ -216,7 +230,8 @@ class _ReloadingMapping:
                       self.path, problem)
 
 
-def register(server, holder, config, *, audit: AuditLog | None = None) -> ExtAuthzServicer:
+def register(server, holder, config, *, audit: AuditLog | None = None,
+             metrics=None) -> ExtAuthzServicer:
     """app.py's registration contract: Envoy ext_authz over the holder's current policy set.
 
     Raises DiagnosticError when the mapping file does not load, so the server does not start.
@@ -232,7 +247,8 @@ def register(server, holder, config, *, audit: AuditLog | None = None) -> ExtAut
                  else "--mapping FILE, which a bundle needs")
         log.warning("ext_authz: no gateway mapping (%s); every Check is denied", where)
     return add_ext_authz(server, lambda: holder.current.policy, mapping, clock=holder.clock,
-                         accept_request_time=config.accept_request_time, audit=audit)
+                         accept_request_time=config.accept_request_time, audit=audit,
+                         metrics=metrics)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ class PolicyHolder:
         self.last_failure: ReloadFailure | None = None
         self._listeners: list[Callable[[Snapshot], None]] = []
         self._poll_listeners: list[Callable[[], None]] = []
+        self._failure_listeners: list[Callable[[ReloadFailure], None]] = []
         self._swap_lock = threading.Lock()  # writers only; readers never lock
         self.current = self._snapshot(policy)
 
@@ -76,6 +77,8 @@ class PolicyHolder:
 
     def record_failure(self, failure: ReloadFailure) -> None:
         self.last_failure = failure
+        for listener in list(self._failure_listeners):
+            listener(failure)
         log.error("policy reload failed; still serving %s\n%s", self.current.policy.revision,
                   "\n".join(failure.diagnostics) or failure.message)
 
@@ -83,6 +86,11 @@ class PolicyHolder:
         """Call `listener(snapshot)` after every swap (e.g. to rebuild derived tables)."""
         with self._swap_lock:
             self._listeners.append(listener)
+
+    def on_failure(self, listener: Callable[[ReloadFailure], None]) -> None:
+        """Call `listener(failure)` after every reload that failed (metrics count them)."""
+        with self._swap_lock:
+            self._failure_listeners.append(listener)
 
     def on_poll(self, listener: Callable[[], None]) -> None:
         """Call `listener()` on every poll of the policy directory (files beside the policies)."""

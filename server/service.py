@@ -80,11 +80,17 @@ def _check_deadline(context: grpc.ServicerContext) -> None:
 class Answer:
     """One decided request: its wire bytes, and what its audit record needs."""
 
-    __slots__ = ("encoded", "decided", "decision_id", "time_us")
+    __slots__ = ("encoded", "decided", "decision_id", "time_us", "outcome")
 
-    def __init__(self, encoded: bytes, decided, decision_id: str, time_us: int):
+    def __init__(self, encoded: bytes, decided, decision_id: str, time_us: int,
+                 outcome: tuple[str, str]):
         self.encoded, self.decided = encoded, decided
         self.decision_id, self.time_us = decision_id, time_us
+        self.outcome = outcome  # (effect, the first rule that decided), for metrics
+
+
+def _outcome(decision) -> tuple[str, str]:
+    return decision.effect, decision.reasons[0].rule_id if decision.reasons else "-"
 
 
 def decide_one(snapshot: Snapshot, message: pb.DecideRequest, clock, *,
@@ -105,17 +111,20 @@ def decide_one(snapshot: Snapshot, message: pb.DecideRequest, clock, *,
         cached = cache.get(key, now)
         if cached is not None and (cached[1] is not None or not recorded):
             decision_id = next_decision_id()
-            return Answer(wire.with_id(cached[0], decision_id), cached[1], decision_id, now)
+            return Answer(wire.with_id(cached[0], decision_id), cached[1], decision_id, now,
+                          cached[2])
         decision, settled = _decide(snapshot, message, now, False, recorded)
         decided = record.decided(decision, settled) if recorded else None
         encoded = wire.decision_without_id(decision)
-        cache.put(key, (encoded, decided), decision.valid_until, now)
+        outcome = _outcome(decision)
+        cache.put(key, (encoded, decided, outcome), decision.valid_until, now)
         return Answer(wire.with_id(encoded, decision.decision_id), decided, decision.decision_id,
-                      now)
+                      now, outcome)
     decision, settled = _decide(snapshot, message, now if when is None else when,
                                 message.explain, recorded)
     decided = record.decided(decision, settled) if recorded else None
-    return Answer(wire.decision_bytes(decision), decided, decision.decision_id, now)
+    return Answer(wire.decision_bytes(decision), decided, decision.decision_id, now,
+                  _outcome(decision))
 
 
 def _decide(snapshot: Snapshot, message, now: int, explain: bool, recorded: bool):
@@ -143,8 +152,9 @@ class AuthorizerService:
     """
 
     def __init__(self, holder: PolicyHolder, *, accept_request_time: bool = False,
-                 max_batch: int = 1000, audit: AuditLog | None = None):
+                 max_batch: int = 1000, audit: AuditLog | None = None, metrics=None):
         self.holder = holder
+        self.metrics = metrics
         self.in_flight = InFlight()
         self.accept_request_time = accept_request_time
         self.max_batch = max_batch
@@ -174,6 +184,12 @@ class AuthorizerService:
         context.abort(code, message)
 
     def Decide(self, request, context: grpc.ServicerContext) -> bytes:
+        if self.metrics is None:
+            return self._decide(request, context)
+        with self.metrics.timer("Decide"):
+            return self._decide(request, context)
+
+    def _decide(self, request, context: grpc.ServicerContext) -> bytes:
         if request.__class__ is _Malformed:
             message = f"malformed {request.type_name}: {request.problem}"
             self._refuse(context, "Decide", grpc.StatusCode.INVALID_ARGUMENT, message,
@@ -192,6 +208,8 @@ class AuthorizerService:
                 context.set_trailing_metadata(
                     ((REQUEST_ERROR_METADATA, detail.SerializeToString()),
                      (DECISION_ID_METADATA, decision_id)))
+                if self.metrics is not None:
+                    self.metrics.refused("Decide", (p.attribute for p in error.problems))
                 if recorded:
                     self._record(context, "Decide", [(
                         refusal_record(error, request, snapshot.policy.revision),
@@ -207,9 +225,17 @@ class AuthorizerService:
             if recorded:
                 self._record(context, "Decide",
                              [(answer.decided, answer.decision_id, answer.time_us)])
+            if self.metrics is not None:
+                self.metrics.decided("Decide", *answer.outcome)
             return answer.encoded
 
     def DecideBatch(self, request, context: grpc.ServicerContext) -> bytes:
+        if self.metrics is None:
+            return self._decide_batch(request, context)
+        with self.metrics.timer("DecideBatch"):
+            return self._decide_batch(request, context)
+
+    def _decide_batch(self, request, context: grpc.ServicerContext) -> bytes:
         if request.__class__ is _Malformed:
             message = f"malformed {request.type_name}: {request.problem}"
             self._refuse(context, "DecideBatch", grpc.StatusCode.INVALID_ARGUMENT, message,
@@ -221,7 +247,7 @@ class AuthorizerService:
                          record.refused("too_large", message, (), policy_revision=None))
         snapshot = self.holder.current  # INVARIANT: one policy for the whole batch
         clock, accept = self.holder.clock, self.accept_request_time
-        recorded = self.audit is not None
+        recorded, metrics = self.audit is not None, self.metrics
         results, answers = [], []
         with self.in_flight:
             try:
@@ -232,10 +258,14 @@ class AuthorizerService:
                         answer = decide_one(snapshot, item, clock, accept_request_time=accept,
                                             recorded=recorded)
                         results.append(wire.batch_decision(answer.encoded))
+                        if metrics is not None:
+                            metrics.decided("DecideBatch", *answer.outcome)
                         if recorded:
                             answers.append((answer.decided, answer.decision_id, answer.time_us))
                     except RequestError as error:
                         results.append(wire.batch_error(convert.request_error_to_proto(error)))
+                        if metrics is not None:
+                            metrics.refused("DecideBatch", (p.attribute for p in error.problems))
                         if recorded:
                             answers.append((refusal_record(error, item, snapshot.policy.revision),
                                             next_decision_id(), clock()))
@@ -286,10 +316,10 @@ def _handlers(service: AuthorizerService) -> dict:
 
 
 def register(server: grpc.Server, holder: PolicyHolder, config, *,
-             audit: AuditLog | None = None) -> AuthorizerService:
+             audit: AuditLog | None = None, metrics=None) -> AuthorizerService:
     """Add tiergate.v1.Authorizer to `server` (the app.py registration contract)."""
     service = AuthorizerService(holder, accept_request_time=config.accept_request_time,
-                                max_batch=config.max_batch, audit=audit)
+                                max_batch=config.max_batch, audit=audit, metrics=metrics)
     handlers = _handlers(service)
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))

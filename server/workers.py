@@ -128,7 +128,8 @@ def run_workers(config: ServeConfig) -> int:
         # takes up the chain of the one it replaces.
         base_chain = config.audit_chain or default_chain()
         child_configs = [config.model_copy(update={"workers": 1, "reuse_port": True,
-                                                   "audit_chain": f"{base_chain}-w{i + 1}"})
+                                                   "audit_chain": f"{base_chain}-w{i + 1}",
+                                                   "metrics_listen": _metrics_for(config, i)})
                          for i in range(config.workers)]
         for child_config in child_configs:
             workers.append(_start_worker(child_config))
@@ -158,6 +159,14 @@ def run_workers(config: ServeConfig) -> int:
             reserved.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def _metrics_for(config: ServeConfig, index: int) -> str | None:
+    """Worker `index`'s metrics address: the configured port + index (each scraped alone)."""
+    if config.metrics_listen is None:
+        return None
+    host, _, port = config.metrics_listen.rpartition(":")
+    return f"{host}:{int(port) + index if int(port) else 0}"
 
 
 def _worker_main(argv: list[str]) -> int:
