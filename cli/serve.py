@@ -54,6 +54,8 @@ def register(subparsers) -> None:
                         help="the signing key for the log's checkpoints (tiergate audit keygen)")
     parser.add_argument("--audit-chain", metavar="NAME",
                         help="this server's chain in the log (default: host, start time, pid)")
+    parser.add_argument("--log-format", choices=("text", "json"),
+                        help="log lines as text (default) or one JSON object a line")
     parser.add_argument("--metrics-listen", metavar="HOST:PORT",
                         help="serve Prometheus metrics over HTTP here (GET /metrics)")
     parser.set_defaults(run=run)
@@ -72,13 +74,13 @@ def run(args) -> int:
              "max_batch": args.max_batch, "reflection": args.reflection,
              "verify_key": args.verify_key, "audit_log": args.audit_log,
              "audit_key": args.audit_key, "audit_chain": args.audit_chain,
-             "metrics_listen": args.metrics_listen}
+             "metrics_listen": args.metrics_listen, "log_format": args.log_format}
     try:
         config = load_config(flags, config_file=args.config)
     except ConfigError as problem:
         print(f"error: {problem}", file=sys.stderr)
         return 1
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, config.log_format)
     if config.workers > 1:
         from tiergate.server.workers import run_workers
         return run_workers(config)

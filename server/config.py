@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -64,6 +64,8 @@ class ServeConfig(BaseModel):
     max_message_bytes: int = Field(4 * 1024 * 1024, gt=0)
     drain_seconds: float = Field(10.0, ge=0)
     log_level: str = "INFO"
+    # "text" (one line per event) or "json" (one JSON object a line, for log collectors).
+    log_format: Literal["text", "json"] = "text"
     # Let several processes bind the port (SO_REUSEPORT). --workers sets it for its workers;
     # off otherwise, so a second server started by mistake fails instead of taking half the
     # connections with whatever policy it has.

@@ -284,17 +284,40 @@ class AuthorizerService:
     def GetPolicyInfo(self, request, context: grpc.ServicerContext) -> pb.PolicyInfo:
         snapshot = self.holder.current
         policy = snapshot.policy
+        # SECURITY: nothing sent to a caller carries a server path (issue 10): the source is
+        # named by its last component, and diagnostics by paths inside it.
+        source = str(self.holder.policy_dir)
         info = pb.PolicyInfo(policy_revision=policy.revision,
                              loaded_at=convert.timestamp_of(snapshot.loaded_at),
                              rule_count=len(policy.rules), grant_count=len(policy.grants),
-                             policy_dir=str(self.holder.policy_dir),
+                             policy_dir=public_source(source),
                              calls_in_flight=self.in_flight.count)
         failure = self.holder.last_failure
         if failure is not None:
             info.last_reload_error.CopyFrom(pb.ReloadError(
-                failed_at=convert.timestamp_of(failure.failed_at), message=failure.message,
-                diagnostics=failure.diagnostics))
+                failed_at=convert.timestamp_of(failure.failed_at),
+                message=without_source(failure.message, source),
+                diagnostics=[without_source(line, source) for line in failure.diagnostics]))
         return info
+
+
+def public_source(source: str) -> str:
+    """What a caller is told the policy comes from: a URL without credentials or query, or a
+    directory's or file's own name, never the server's path to it."""
+    from urllib.parse import urlsplit
+
+    if "://" in source:
+        parts = urlsplit(source)
+        return f"{parts.scheme}://{parts.hostname or ''}{parts.path}"
+    return source.rstrip("/").rsplit("/", 1)[-1]
+
+
+def without_source(text: str, source: str) -> str:
+    """`text` with the server's path to the policy source cut from the paths it names."""
+    if "://" in source:
+        return text
+    directory = source.rstrip("/")
+    return text.replace(directory + "/", "").replace(directory, public_source(source))
 
 
 def _handlers(service: AuthorizerService) -> dict:

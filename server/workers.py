@@ -176,7 +176,7 @@ def _worker_main(argv: list[str]) -> int:
     if len(argv) > 2:
         _die_with_parent(int(argv[2]))
     config = ServeConfig.model_validate_json(argv[1])
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, config.log_format)
     return serve(config)
 
 

@@ -1,0 +1,55 @@
+"""What the service tells a caller and writes to its log: no server paths to callers, and JSON
+log lines when asked."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+from conftest import POLICIES
+from server_support import copy_policies, running_server, write_atomically
+from test_server_process import READY
+from tiergate.server.service import public_source
+from tiergate.server.reload import PolicyWatcher
+from tiergate.v1 import authorizer_pb2 as pb
+
+
+def test_policy_info_names_the_source_without_the_servers_path(tmp_path):
+    policies = copy_policies(tmp_path)
+    with running_server(policies) as (running, stub, _):
+        info = stub.GetPolicyInfo(pb.GetPolicyInfoRequest())
+        assert info.policy_dir == "policies"
+        watcher = PolicyWatcher(running.holder, interval=0)
+        target = sorted(policies.glob("*.policy"))[0]
+        write_atomically(target, "rule broken {\n")
+        watcher.poll()
+        watcher.poll()  # the watcher compiles what it saw twice (a write may be under way)
+        info = stub.GetPolicyInfo(pb.GetPolicyInfoRequest())
+    text = info.SerializeToString().decode("utf-8", "replace")
+    assert info.last_reload_error.diagnostics
+    assert any(line.startswith(f"{target.name}:") for line in info.last_reload_error.diagnostics)
+    assert str(tmp_path) not in text
+
+
+def test_a_bundle_url_is_shown_without_its_credentials_or_query():
+    assert public_source("https://ci:s3cret@bundles.example.cn/p.bundle?token=x") == \
+        "https://bundles.example.cn/p.bundle"
+    assert public_source("/srv/tiergate/policies/") == "policies"
+
+
+def test_json_logs_are_one_object_a_line(tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tiergate.cli.main", "serve", str(POLICIES), "--listen",
+         "127.0.0.1:0", "--log-format", "json", "--audit-log", "off", "--reload-interval", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8")
+    try:
+        assert READY.match(process.stdout.readline())
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+    lines = [json.loads(line) for line in err.splitlines() if line.strip()]
+    assert lines and all({"time", "level", "logger", "pid", "message"} <= set(l) for l in lines)
+    assert any(l["level"] == "WARNING" and "audit log is OFF" in l["message"] for l in lines)
+    assert any("stopped" in l["message"] for l in lines)
