@@ -36,6 +36,9 @@ def register(subparsers) -> None:
     parser.add_argument("--log-level", metavar="LEVEL", help="DEBUG, INFO (default), WARNING")
     parser.add_argument("--max-batch", type=int, metavar="N",
                         help="requests per DecideBatch (default 1000; more is RESOURCE_EXHAUSTED)")
+    parser.add_argument("--max-concurrent-calls", type=int, metavar="N",
+                        help="calls at once per process (default 1000; more is "
+                        "RESOURCE_EXHAUSTED)")
     parser.add_argument("--no-reflection", dest="reflection", action="store_false", default=None,
                         help="do not serve gRPC server reflection")
     parser.add_argument("--bundle", metavar="FILE|URL",
@@ -72,6 +75,7 @@ def run(args) -> int:
              "threads": args.threads, "log_level": args.log_level,
              "accept_request_time": args.accept_request_time, "bundle": args.bundle,
              "max_batch": args.max_batch, "reflection": args.reflection,
+             "max_concurrent_calls": args.max_concurrent_calls,
              "verify_key": args.verify_key, "audit_log": args.audit_log,
              "audit_key": args.audit_key, "audit_chain": args.audit_chain,
              "metrics_listen": args.metrics_listen, "log_format": args.log_format}

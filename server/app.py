@@ -157,7 +157,8 @@ def start_server(config: ServeConfig, *, policy: PolicySet | None = None,
     metrics = Metrics(holder, audit) if config.metrics_listen else None
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.threads,
                                                     thread_name_prefix="tiergate-rpc"),
-                         options=server_options(config))
+                         options=server_options(config),
+                         maximum_concurrent_rpcs=config.max_concurrent_calls)
     services: dict[str, Any] = {}
     names: list[str] = []
     for module_name in SERVICE_MODULES:

@@ -12,6 +12,7 @@
     reuse_port = false           # let independent processes share the port (SO_REUSEPORT)
     accept_request_time = false  # decide requests that carry context.time (what-if, tests only)
     max_batch = 1000             # requests per DecideBatch; more is RESOURCE_EXHAUSTED
+    max_concurrent_calls = 1000  # calls at once per process; more is RESOURCE_EXHAUSTED
     reflection = true            # gRPC server reflection (grpcurl list); switch off in production
     audit_log = "tiergate-audit.db"  # every answer, kept (SQLite file, or a postgresql:// URL)
     audit_key = "audit.key"          # signs the log's checkpoints (tiergate audit keygen)
@@ -77,6 +78,9 @@ class ServeConfig(BaseModel):
     # Requests one DecideBatch may carry; a larger batch is RESOURCE_EXHAUSTED, so one caller's
     # batch cannot hold the handler (and the GIL) for seconds while others time out.
     max_batch: int = Field(1000, ge=1, le=100_000)
+    # Calls handled or queued at once per process; beyond it a call is RESOURCE_EXHAUSTED at
+    # once rather than queued behind everyone else's (one client cannot starve the rest).
+    max_concurrent_calls: int = Field(1000, ge=1, le=1_000_000)
     # Server reflection lists the whole API to anyone who can connect: off for production.
     reflection: bool = True
     # The audit log (tiergate.audit): a SQLite file (relative to the working directory, or to

@@ -53,3 +53,28 @@ def test_json_logs_are_one_object_a_line(tmp_path):
     assert lines and all({"time", "level", "logger", "pid", "message"} <= set(l) for l in lines)
     assert any(l["level"] == "WARNING" and "audit log is OFF" in l["message"] for l in lines)
     assert any("stopped" in l["message"] for l in lines)
+
+
+def test_calls_beyond_the_concurrency_limit_are_refused_not_queued(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import grpc
+
+    from conftest import make_request
+    from server_support import to_proto
+
+    batch = pb.DecideBatchRequest(requests=[to_proto(make_request())] * 1000)
+    with running_server(max_concurrent_calls=2, audit_log="off") as (running, stub, _):
+        def call(_):
+            try:
+                stub.DecideBatch(batch, timeout=30)
+                return "ok"
+            except grpc.RpcError as error:
+                return error.code()
+        with ThreadPoolExecutor(12) as pool:
+            codes = list(pool.map(call, range(24)))
+        after = call(0)  # the limit is on calls at once, not in all
+    assert "ok" in codes
+    assert grpc.StatusCode.RESOURCE_EXHAUSTED in codes
+    assert set(codes) <= {"ok", grpc.StatusCode.RESOURCE_EXHAUSTED}
+    assert after == "ok"
