@@ -32,7 +32,7 @@ from tiergate.engine.timeutil import format_instant, now_micros
 from .journal import Journal, journal_path, read_frames
 from .merkle import Frontier, leaf_hash
 from .note import Signer, checkpoint_body, sign_checkpoint
-from .record import Entry
+from .record import Entry, index_columns, parse_record
 from .store import Store, StoreError, StoredCheckpoint
 
 log = logging.getLogger("tiergate.audit")
@@ -104,10 +104,6 @@ class AuditLog:
         self._started = threading.Event()
         self._start_error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="tiergate-audit", daemon=True)
-
-    @property
-    def signed(self) -> bool:
-        return self._signer is not None
 
     def start(self) -> "AuditLog":
         """Open the store and resume the chain; raises StoreError when it cannot be used."""
@@ -330,8 +326,6 @@ class AuditLog:
 
     def _index_leftovers(self) -> None:
         """Index the records a previous writer of this chain committed but did not index."""
-        from .record import index_columns, parse_record
-
         start = max(self._store.indexed_size(self.chain), self._store.pruned_below(self.chain))
         rows, rules = [], []
         for stored in self._store.records(self.chain, start):

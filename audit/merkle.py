@@ -69,9 +69,6 @@ class Frontier:
     def from_bytes(cls, size: int, data: bytes) -> "Frontier":
         return cls(size, [data[i:i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)])
 
-    def copy(self) -> "Frontier":
-        return Frontier(self.size, list(self.hashes))
-
 
 class Tree:
     """Every level of the tree over `leaves` (leaf hashes), for proofs. Memory: ~64 bytes a leaf.

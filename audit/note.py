@@ -117,6 +117,17 @@ def read_signer(text: str) -> Signer:
     return Signer(name, bytes.fromhex(key_id), signer)
 
 
+def read_signer_file(path) -> Signer:
+    """The signing key in file `path` (OSError, UnicodeDecodeError or NoteError if unusable)."""
+    with open(path, encoding="utf-8") as f:
+        return read_signer(f.read())
+
+
+def read_verifier_file(path) -> Verifier:
+    with open(path, encoding="utf-8") as f:
+        return read_verifier(f.read())
+
+
 def read_verifier(text: str) -> Verifier:
     name, key_id, encoded = _parts(text, 3, "verifier key (NAME+ID+KEY)")
     public = _key_bytes(encoded, "verifier key")

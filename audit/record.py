@@ -19,9 +19,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tiergate.engine.timeutil import format_instant
 
-ENTRY_POINTS = ("Decide", "DecideBatch", "Check", "cli")
-OUTCOMES = ("PERMIT", "DENY", "REFUSED")
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
@@ -225,6 +222,17 @@ def refused(code: str, message: str, problems: list[dict], *, policy_revision: s
                    (), tail)
 
 
+def claimed_by(request: Any) -> dict:
+    """The subject, org and dataset a (perhaps malformed) request in the contract's JSON shape
+    states, for the record of its refusal."""
+    def part(name: str) -> dict:
+        value = request.get(name) if isinstance(request, dict) else None
+        return value if isinstance(value, dict) else {}
+    subject, resource = part("subject"), part("resource")
+    return {"subject": subject.get("id"), "org": subject.get("org_id"),
+            "dataset": resource.get("id")}
+
+
 def problems_of(error) -> list[dict]:
     """A RequestError's problems as a refusal lists them."""
     return [{"attribute": p.attribute, "value": p.value, "message": p.message}
@@ -260,24 +268,15 @@ def _text(value: Any) -> str | None:
 _callers: dict = {}  # peer -> its caller JSON, for calls without a verified identity
 
 
-def grpc_caller(context, downstream: str | None = None, *, verified: bool = False) -> str:
-    """caller_json for a gRPC call: its peer and, when the server verifies client
-    certificates (`verified`), the identity they prove."""
-    if not verified:
-        peer = context.peer()
-        if downstream is None:
-            text = _callers.get(peer)
-            if text is None:
-                if len(_callers) > 10_000:
-                    _callers.clear()
-                text = _callers[peer] = caller_json(peer)
-            return text
+def grpc_caller(context, downstream: str | None = None) -> str:
+    """caller_json for a gRPC call: its peer. (The server verifies no client certificates yet,
+    so `identity` stays null until it does: issue 10.)"""
+    peer = context.peer()
+    if downstream is not None:
         return caller_json(peer, None, downstream)
-    identity = None
-    if context.peer_identities():
-        properties = context.auth_context()
-        for key in ("x509_subject_alternative_name", "x509_common_name"):
-            if properties.get(key):
-                identity = properties[key][0].decode("utf-8", "replace")
-                break
-    return caller_json(context.peer(), identity, downstream)
+    text = _callers.get(peer)
+    if text is None:
+        if len(_callers) > 10_000:
+            _callers.clear()
+        text = _callers[peer] = caller_json(peer)
+    return text

@@ -55,7 +55,6 @@ class ChainReport:
     signed_checkpoints: int = 0
     unsigned_checkpoints: int = 0  # written by a server without audit_key
     unindexed: int = 0  # committed, not yet in the query index
-    latest_size: int = 0
     findings: list[Finding] = field(default_factory=list)
 
 
@@ -142,7 +141,6 @@ def verify_chain(store: Store, chain: str, *, verifier: Verifier | None = None,
             frontier.append(leaf_hash(row.body))
         check_roots(frontier)
     size = frontier.size
-    report.latest_size = checkpoints[-1][0] if checkpoints else 0
     for checkpoint_size, _note, origin in pending:
         find(None, None, f"the log is truncated: a {origin} covers {checkpoint_size} records, "
                          f"only {size} are stored")

@@ -117,11 +117,9 @@ def _open(target: str):
 
 
 def _verifier(path: str | None):
-    from tiergate.audit.note import read_verifier
+    from tiergate.audit.note import read_verifier_file
 
-    if path is None:
-        return None
-    return read_verifier(Path(path).read_text(encoding="utf-8"))
+    return None if path is None else read_verifier_file(path)
 
 
 def _instant(text: str | None, option: str) -> int | None:

@@ -87,16 +87,15 @@ class _Recorder:
 
     def __init__(self, target: str, key: str | None):
         import getpass
-        from pathlib import Path
 
         from tiergate.audit import record
         from tiergate.audit.log import AuditLog
-        from tiergate.audit.note import read_signer
+        from tiergate.audit.note import read_signer_file
         from tiergate.audit.store import StoreError, open_store
         from tiergate.server.config import default_chain
 
         self._record = record
-        signer = read_signer(Path(key).read_text(encoding="utf-8")) if key else None
+        signer = read_signer_file(key) if key else None
         self._caller = record.caller_json(f"local:{getpass.getuser()}")
         self._log = AuditLog(lambda: open_store(target), "cli-" + default_chain(), signer=signer)
         try:
@@ -118,14 +117,10 @@ class _Recorder:
         import uuid
 
         decision_id = "cli-" + uuid.uuid4().hex[:20]
-        subject = request.get("subject") if isinstance(request, dict) else None
-        resource = request.get("resource") if isinstance(request, dict) else None
-        claimed = {"subject": (subject or {}).get("id") if isinstance(subject, dict) else None,
-                   "org": (subject or {}).get("org_id") if isinstance(subject, dict) else None,
-                   "dataset": (resource or {}).get("id") if isinstance(resource, dict) else None}
         self._commit(self._record.refused("invalid_request", str(error),
                                           self._record.problems_of(error),
-                                          policy_revision=revision, claimed=claimed),
+                                          policy_revision=revision,
+                                          claimed=self._record.claimed_by(request)),
                      decision_id)
         return decision_id
 

@@ -176,21 +176,20 @@ class PolicySet:
         request that names an undeclared value, lacks a required attribute, has a value of the
         wrong type, or contradicts the catalog.
         """
-        values = self._values_at(request, now, requested_time)
-        if explain:
-            from .explain import explain_decision  # only the explaining path pays for it
-            return explain_decision(self, values)
-        return self.decide_values(values)
+        return self._decide_read(self._values_at(request, now, requested_time), explain)
 
     def decide_recorded(self, request: Mapping[str, Any], *, now: int | None = None,
                         explain: bool = False,
                         requested_time: bool = True) -> tuple[Decision, dict]:
         """`decide`, and the request as decided (request.decided_request) for the audit log."""
         values = self._values_at(request, now, requested_time)
+        return self._decide_read(values, explain), decided_request(values)
+
+    def _decide_read(self, values: list, explain: bool) -> Decision:
         if explain:
-            from .explain import explain_decision
-            return explain_decision(self, values), decided_request(values)
-        return self.decide_values(values), decided_request(values)
+            from .explain import explain_decision  # only the explaining path pays for it
+            return explain_decision(self, values)
+        return self.decide_values(values)
 
     def _values_at(self, request: Mapping[str, Any], now: int | None,
                    requested_time: bool) -> list:

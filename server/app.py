@@ -40,7 +40,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from tiergate.audit.log import AuditLog
-from tiergate.audit.note import NoteError, read_signer
+from tiergate.audit.note import NoteError, read_signer_file
 from tiergate.audit.store import StoreError, open_store
 from tiergate.engine import PolicySet, compile_sources
 from tiergate.engine.timeutil import now_micros
@@ -103,7 +103,7 @@ def open_audit_log(config: ServeConfig, on_health) -> AuditLog | None:
     signer = None
     if config.audit_key is not None:
         try:
-            signer = read_signer(Path(config.audit_key).read_text(encoding="utf-8"))
+            signer = read_signer_file(config.audit_key)
         except (OSError, UnicodeDecodeError, NoteError) as problem:
             raise RuntimeError(f"audit_key {config.audit_key}: {problem}") from None
     else:

@@ -40,6 +40,7 @@ from tiergate.engine.schema import Kind
 from tiergate.engine.timeutil import now_micros
 
 from .mapping import ATTRIBUTES, MAPPING_FILE, GatewayMapping, MappingError, MappingProblem, load_mapping
+from .metrics import outcome_of
 
 log = logging.getLogger("tiergate.ext_authz")
 
@@ -115,7 +116,9 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
         return self._clock() if self._clock is not None else now_micros()
 
     def _answer(self, request):
-        """(CheckResponse, the audit record's decision part, decision id) for one Check."""
+        """(CheckResponse, the audit record's decision part or None without a log, decision id)
+        for one Check."""
+        recorded = self._audit is not None
         http = request.attributes.request.http
         http_part = {"method": http.method[:20], "path": http.path.split("?", 1)[0][:2000]}
         mapping = self._mapping_source()
@@ -123,45 +126,45 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
             error = MappingError([MappingProblem(
                 None, "mapping: no gateway mapping is configured (POLICY_DIR/gateway.toml "
                 "or --mapping FILE)", "映射：未配置网关映射文件（POLICY_DIR/gateway.toml 或 --mapping）")])
-            return self._mapping_refused(error, http_part)
+            return self._mapping_refused(error, http_part, recorded)
         try:
             tiergate_request = mapping.translate(
                 method=http.method, path=http.path, headers=_headers(http),
                 claims=_claims(request.attributes.metadata_context, mapping))
         except MappingError as error:
-            return self._mapping_refused(error, http_part)
+            return self._mapping_refused(error, http_part, recorded)
         policy = self._policy_source()
+        decide = policy.decide_recorded if recorded else policy.decide
         try:
-            decision, settled = policy.decide_recorded(
-                tiergate_request, now=self._clock() if self._clock is not None else None,
-                requested_time=self._accept_request_time)
+            answer = decide(tiergate_request, now=self._clock() if self._clock else None,
+                            requested_time=self._accept_request_time)
         except RequestError as error:
             error_id = _error_id()
-            subject, resource = (tiergate_request.get(k) or {} for k in ("subject", "resource"))
             decided = record.refused(
                 "invalid_request", str(error), record.problems_of(error),
                 policy_revision=policy.revision, http=http_part,
-                claimed={"subject": subject.get("id"), "org": subject.get("org_id"),
-                         "dataset": resource.get("id")})
+                claimed=record.claimed_by(tiergate_request)) if recorded else None
             if self._metrics is not None:
                 self._metrics.refused("Check", (p.attribute for p in error.problems))
             return _request_denied(error, policy.revision, error_id), decided, error_id
-        decided = record.decided(decision, settled, http_part)
+        decision, decided = answer, None
+        if recorded:
+            decision, settled = answer
+            decided = record.decided(decision, settled, http_part)
         if self._metrics is not None:
-            self._metrics.decided("Check", decision.effect,
-                                  decision.reasons[0].rule_id if decision.reasons else "-")
+            self._metrics.decided("Check", *outcome_of(decision))
         if decision.permitted:
             return _permitted(decision), decided, decision.decision_id
         return _decision_denied(decision), decided, decision.decision_id
 
-    def _mapping_refused(self, error: MappingError, http_part: dict):
+    def _mapping_refused(self, error: MappingError, http_part: dict, recorded: bool):
         if self._metrics is not None:
             self._metrics.refused("Check", (p.attribute for p in error.problems))
         error_id = _error_id()
         decided = record.refused("mapping", str(error),
                                  [{"attribute": p.attribute, "value": None,
                                    "message": p.message_en} for p in error.problems],
-                                 policy_revision=None, http=http_part)
+                                 policy_revision=None, http=http_part) if recorded else None
         return _mapping_denied(error, error_id), decided, error_id
 
 

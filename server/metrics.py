@@ -29,6 +29,11 @@ _LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 
                     0.25, 1.0, 5.0)
 
 
+def outcome_of(decision) -> tuple[str, str]:
+    """(effect, the first rule that decided): what `Metrics.decided` counts a decision by."""
+    return decision.effect, decision.reasons[0].rule_id if decision.reasons else "-"
+
+
 class Metrics:
     def __init__(self, holder, audit=None):
         self.registry = CollectorRegistry(auto_describe=True)

@@ -23,6 +23,7 @@ from tiergate.audit.log import AuditLog, AuditUnavailable
 from . import convert, wire
 from .cache import next_decision_id
 from .holder import PolicyHolder, Snapshot
+from .metrics import outcome_of
 
 log = logging.getLogger("tiergate.server")
 
@@ -86,11 +87,7 @@ class Answer:
                  outcome: tuple[str, str]):
         self.encoded, self.decided = encoded, decided
         self.decision_id, self.time_us = decision_id, time_us
-        self.outcome = outcome  # (effect, the first rule that decided), for metrics
-
-
-def _outcome(decision) -> tuple[str, str]:
-    return decision.effect, decision.reasons[0].rule_id if decision.reasons else "-"
+        self.outcome = outcome  # metrics.outcome_of the decision
 
 
 def decide_one(snapshot: Snapshot, message: pb.DecideRequest, clock, *,
@@ -116,7 +113,7 @@ def decide_one(snapshot: Snapshot, message: pb.DecideRequest, clock, *,
         decision, settled = _decide(snapshot, message, now, False, recorded)
         decided = record.decided(decision, settled) if recorded else None
         encoded = wire.decision_without_id(decision)
-        outcome = _outcome(decision)
+        outcome = outcome_of(decision)
         cache.put(key, (encoded, decided, outcome), decision.valid_until, now)
         return Answer(wire.with_id(encoded, decision.decision_id), decided, decision.decision_id,
                       now, outcome)
@@ -124,7 +121,7 @@ def decide_one(snapshot: Snapshot, message: pb.DecideRequest, clock, *,
                                 message.explain, recorded)
     decided = record.decided(decision, settled) if recorded else None
     return Answer(wire.decision_bytes(decision), decided, decision.decision_id, now,
-                  _outcome(decision))
+                  outcome_of(decision))
 
 
 def _decide(snapshot: Snapshot, message, now: int, explain: bool, recorded: bool):

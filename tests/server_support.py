@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import time
 from pathlib import Path
 
 import grpc
@@ -52,6 +53,17 @@ def proto_summary(decision: pb.Decision) -> tuple:
             [(r.rule_id, EFFECT_NAMES[r.effect], r.citation, r.message_zh, r.message_en,
               r.grant_id) for r in decision.reasons],
             decision.policy_revision)
+
+
+def poll_until(condition, seconds: float) -> bool:
+    """Whether `condition()` became true within `seconds` (checked every 0.1 s); the caller
+    asserts what it needs afterwards."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def copy_policies(directory: Path) -> Path:

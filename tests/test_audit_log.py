@@ -19,6 +19,7 @@ from envoy.service.auth.v3 import external_auth_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tiergate.audit.journal import journal_path, read_frames
+from tiergate.audit.merkle import leaf_hash
 from tiergate.audit.record import parse_record
 from tiergate.audit.store import open_store
 from tiergate.cli.main import main as tiergate
@@ -26,7 +27,7 @@ from tiergate.v1 import audit_pb2, audit_pb2_grpc
 from tiergate.v1 import authorizer_pb2 as pb
 
 from conftest import BASE_REQUEST, POLICIES, REPO, as_stated_directory, instant
-from server_support import running_server, to_proto
+from server_support import poll_until, running_server, to_proto
 from test_ext_authz_server import DATASET, HEADERS, check_request
 
 NOW = instant("2026-11-22T10:00:00+08:00")
@@ -219,8 +220,8 @@ def tampered(tmp_path, name: str, *statements: str) -> Path:
     copy = tmp_path / f"{name}.db"
     shutil.copy(tmp_path / "audit.db", copy)
     db = sqlite3.connect(copy)
-    for statement in statements:
-        db.execute(statement)
+    for statement in statements:  # SQL text, or (SQL, parameters)
+        db.execute(*((statement,) if isinstance(statement, str) else statement))
     db.commit()
     db.close()
     return copy
@@ -251,18 +252,14 @@ def test_verify_finds_a_changed_record_and_names_it(tmp_path, keys, signed_log):
 
 def test_verify_finds_a_changed_record_whose_hash_was_rewritten_too(tmp_path, keys, signed_log):
     db, ids = signed_log
-    copy = tampered(tmp_path, "rehashed")
-    store = open_store(copy, create=False)
+    store = open_store(db, create=False)
     row = next(r for r in store.records("gw-1") if r.seq == 4)
     store.close()
-    from tiergate.audit.merkle import leaf_hash
     body = row.body.replace(b'"outcome":"DENY"', b'"outcome":"PERMIT"')
-    db = sqlite3.connect(copy)
-    db.execute("UPDATE audit_records SET body = ?, leaf = ? WHERE seq = 4",
-               (body, leaf_hash(body)))
-    db.execute("UPDATE audit_index SET outcome = 'PERMIT' WHERE seq = 4")
-    db.commit()
-    db.close()
+    copy = tampered(tmp_path, "rehashed",
+                    ("UPDATE audit_records SET body = ?, leaf = ? WHERE seq = 4",
+                     (body, leaf_hash(body))),
+                    "UPDATE audit_index SET outcome = 'PERMIT' WHERE seq = 4")
     code, out = verify(copy, keys)
     assert code == 2
     assert "does not match the records: a record between 0 and 11" in out
@@ -473,16 +470,10 @@ def test_when_the_log_cannot_be_written_no_answer_is_given_and_health_says_so(tm
         assert len(answered) == during, "answers were given while the log could not be written"
         blocker.rollback()
         blocker.close()
-        for _ in range(60):
-            if health.Check(health_pb2.HealthCheckRequest(service="")).status == \
-                    health_pb2.HealthCheckResponse.SERVING:
-                break
-            threading.Event().wait(0.1)
+        poll_until(lambda: health.Check(health_pb2.HealthCheckRequest(service="")).status
+                   == health_pb2.HealthCheckResponse.SERVING, 6)
         after = len(answered)
-        for _ in range(100):
-            if len(answered) > after:
-                break
-            threading.Event().wait(0.1)
+        poll_until(lambda: len(answered) > after, 10)
         load.stop()
     assert health_pb2.HealthCheckResponse.NOT_SERVING in statuses
     assert failed and set(failed) == {grpc.StatusCode.UNAVAILABLE}

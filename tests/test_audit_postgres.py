@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from conftest import BASE_REQUEST, instant
-from server_support import running_server, to_proto
+from server_support import poll_until, running_server, to_proto
 from test_audit_log import Load, cli, timeless
 from tiergate.audit.record import parse_record
 from tiergate.audit.store import open_store
@@ -88,15 +88,9 @@ def test_a_database_that_drops_connections_fails_decisions_closed_then_recovers(
                 admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
                               "datname = current_database() AND pid <> pg_backend_pid()")
                 threading.Event().wait(0.1)
-        for _ in range(200):  # reconnecting may take a while on a busy machine
-            if running.audit.healthy:
-                break
-            threading.Event().wait(0.1)
+        poll_until(lambda: running.audit.healthy, 20)  # reconnecting may take a while
         before = len(answered)
-        for _ in range(100):
-            if len(answered) > before:
-                break
-            threading.Event().wait(0.1)
+        poll_until(lambda: len(answered) > before, 10)
         load.stop()
     assert failed and set(failed) == {grpc.StatusCode.UNAVAILABLE}
     assert len(answered) > before, "decisions did not resume once the database was back"

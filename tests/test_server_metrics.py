@@ -11,7 +11,7 @@ from envoy.service.auth.v3 import external_auth_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import BASE_REQUEST, instant
-from server_support import running_server, to_proto
+from server_support import poll_until, running_server, to_proto
 from test_audit_log import timeless
 from test_ext_authz_server import DATASET, HEADERS, check_request
 from tiergate.v1 import authorizer_pb2 as pb
@@ -75,23 +75,12 @@ def test_a_reload_is_counted_and_the_new_revision_shown(tmp_path):
         before = running.holder.current.policy.revision
         target = next(policies.glob("*.policy"))
         write_atomically(target, target.read_text(encoding="utf-8") + "\n# edited\n")
-        for _ in range(100):
-            if running.holder.current.policy.revision != before:
-                break
-            threading_wait(0.1)
+        poll_until(lambda: running.holder.current.policy.revision != before, 10)
         write_atomically(target, "rule broken {\n")
-        for _ in range(100):
-            if running.holder.last_failure is not None:
-                break
-            threading_wait(0.1)
+        poll_until(lambda: running.holder.last_failure is not None, 10)
         samples = scrape(running.metrics.port)
         after = running.holder.current.policy.revision
     assert after != before
     assert samples[("tiergate_reloads_total", frozenset({("outcome", "success")}))] == 1
     assert samples[("tiergate_reloads_total", frozenset({("outcome", "failure")}))] == 1
     assert samples[("tiergate_policy_info", frozenset({("revision", after)}))] == 1
-
-
-def threading_wait(seconds: float) -> None:
-    import threading
-    threading.Event().wait(seconds)
