@@ -381,8 +381,11 @@ class AuditLog:
         self._checkpointed_size = frontier.size
 
     def close(self) -> None:
-        """Commit what is waiting, write a last checkpoint, stop the writer."""
+        """Commit what is waiting, write a last checkpoint, stop the writer. Closing twice is
+        closing once."""
         with self._lock:
+            if self._closing:
+                return
             self._closing = True
             self._lock.notify()
         self._thread.join(timeout=30)

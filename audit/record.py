@@ -61,10 +61,13 @@ class Claimed(_Strict):
 
 
 class Refusal(_Strict):
-    code: Literal["invalid_request", "malformed", "mapping", "too_large"] = Field(
+    code: Literal["invalid_request", "malformed", "mapping", "too_large",
+                  "permission_denied"] = Field(
         description="invalid_request: an attribute was missing, undeclared or contradicted the "
         "catalog; malformed: the message could not be parsed; mapping: the gateway request did "
-        "not map to a Tiergate request; too_large: a batch over max_batch.")
+        "not map to a Tiergate request; too_large: a batch over max_batch or an answer over "
+        "max_response_bytes; permission_denied: the caller may not call that method or ask "
+        "for that (the server's [access] table).")
     message: str
     problems: list[ProblemEntry]
     claimed: Claimed = Field(description="Who the refused request said it came from and what it "
@@ -89,8 +92,9 @@ class AuditRecord(_Strict):
                       "UTC, microseconds).")
     decision_id: str = Field(description="The id the caller received (Decision.decision_id, "
                              "x-tiergate-decision-id).")
-    entry: Literal["Decide", "DecideBatch", "Check", "cli"] = Field(
-        description="Which entry point answered.")
+    entry: str = Field(pattern=r"^[A-Za-z]{1,64}$", description="Which entry point answered: "
+                       "Decide, DecideBatch, Check or cli; for a call refused by [access], the "
+                       "gRPC method that was called (GetPolicyInfo, Query, ...).")
     caller: Caller
     outcome: Literal["PERMIT", "DENY", "REFUSED"] = Field(
         description="PERMIT or DENY for a decision; REFUSED for a request refused as bad input "
@@ -265,18 +269,19 @@ def _text(value: Any) -> str | None:
     return value[:200] if isinstance(value, str) and value else None
 
 
-_callers: dict = {}  # peer -> its caller JSON, for calls without a verified identity
+_callers: dict = {}  # (peer, identity) -> its caller JSON
 
 
-def grpc_caller(context, downstream: str | None = None) -> str:
-    """caller_json for a gRPC call: its peer. (The server verifies no client certificates yet,
-    so `identity` stays null until it does: issue 10.)"""
+def grpc_caller(context, downstream: str | None = None, identity: str | None = None) -> str:
+    """caller_json for a gRPC call: its peer, and the identity its client certificate was
+    verified with (server/access.py; None over plaintext)."""
     peer = context.peer()
     if downstream is not None:
-        return caller_json(peer, None, downstream)
-    text = _callers.get(peer)
+        return caller_json(peer, identity, downstream)
+    key = (peer, identity)
+    text = _callers.get(key)
     if text is None:
         if len(_callers) > 10_000:
             _callers.clear()
-        text = _callers[peer] = caller_json(peer)
+        text = _callers[key] = caller_json(peer, identity)
     return text

@@ -61,6 +61,20 @@ def register(subparsers) -> None:
                         help="log lines as text (default) or one JSON object a line")
     parser.add_argument("--metrics-listen", metavar="HOST:PORT",
                         help="serve Prometheus metrics over HTTP here (GET /metrics)")
+    parser.add_argument("--tls-cert", metavar="PEM",
+                        help="serve TLS with this certificate chain (re-read when it changes)")
+    parser.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
+    parser.add_argument("--tls-client-ca", metavar="PEM",
+                        help="mutual TLS: callers must present a certificate this CA issued; "
+                        "[access] in the config says which of them may call what")
+    parser.add_argument("--allow-plaintext", action="store_true", default=None,
+                        help="serve without TLS on an address other than loopback")
+    parser.add_argument("--rate-limit", type=float, metavar="CALLS_PER_S",
+                        help="calls a second per caller (default 0: no limit)")
+    parser.add_argument("--max-response-bytes", type=int, metavar="N",
+                        help="largest answer sent (default 4 MiB; larger is RESOURCE_EXHAUSTED)")
+    parser.add_argument("--default-deadline", type=float, metavar="SECONDS",
+                        help="longest a call may run (default 10)")
     parser.set_defaults(run=run)
 
 
@@ -78,7 +92,11 @@ def run(args) -> int:
              "max_concurrent_calls": args.max_concurrent_calls,
              "verify_key": args.verify_key, "audit_log": args.audit_log,
              "audit_key": args.audit_key, "audit_chain": args.audit_chain,
-             "metrics_listen": args.metrics_listen, "log_format": args.log_format}
+             "metrics_listen": args.metrics_listen, "log_format": args.log_format,
+             "tls_cert": args.tls_cert, "tls_key": args.tls_key,
+             "tls_client_ca": args.tls_client_ca, "allow_plaintext": args.allow_plaintext,
+             "rate_limit": args.rate_limit, "default_deadline": args.default_deadline,
+             "max_response_bytes": args.max_response_bytes}
     try:
         config = load_config(flags, config_file=args.config)
     except ConfigError as problem:

@@ -9,7 +9,7 @@ Adding a service — the registration contract
 Every module named in SERVICE_MODULES defines
 
     def register(server: grpc.Server, holder: PolicyHolder, config: ServeConfig, *,
-                 audit: AuditLog | None, metrics: Metrics | None) -> object
+                 audit: AuditLog | None, metrics: Metrics | None, access: Access) -> object
 
 which adds its handlers to `server` (not yet started) and returns anything (kept in
 RunningServer.services under the module's short name). The module also defines
@@ -21,6 +21,11 @@ once per call and uses only that snapshot; `holder.clock()` is the time for requ
 none; `holder.on_swap(listener)` announces every reload. A handler that answers calls for real
 records each answer with `audit.record(...)` before sending it (`audit` is None when the log is
 off). Adding Envoy ext_authz is one line: append "tiergate.server.ext_authz" to SERVICE_MODULES.
+
+`server` is guarded (access.py): every handler added to it runs only for callers the config's
+[access] table allows, within the per-caller rate limit, with `access.current_caller()` telling
+the handler who called. A new service's methods need a permission in access.py, or nobody may
+call them.
 """
 
 from __future__ import annotations
@@ -39,17 +44,21 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from tiergate.audit.log import AuditLog
+from tiergate.audit import record
+from tiergate.audit.log import AuditLog, AuditUnavailable
 from tiergate.audit.note import NoteError, read_signer_file
 from tiergate.audit.store import StoreError, open_store
 from tiergate.engine import PolicySet, compile_sources
 from tiergate.engine.timeutil import now_micros
 
+from .access import Access, Caller, RateLimiter
+from .cache import next_decision_id
 from .config import ServeConfig, default_chain
 from .holder import Clock, PolicyHolder
 from .metrics import Metrics
 from .reload import PolicyWatcher
 from .sources import source_for
+from .tls import CertificateFiles, TLSError
 
 log = logging.getLogger("tiergate.server")
 
@@ -80,6 +89,7 @@ class RunningServer:
 
     audit: AuditLog | None = None
     metrics: Metrics | None = None  # .port: where GET /metrics answers
+    tls: CertificateFiles | None = None  # the TLS files being served, re-read on change
 
     def stop(self, grace: float | None = None) -> None:
         """Refuse new calls, let calls in flight finish for up to `grace` seconds, stop."""
@@ -124,10 +134,48 @@ def server_options(config: ServeConfig) -> list[tuple[str, Any]]:
         # An oversized message is refused (RESOURCE_EXHAUSTED) before it is parsed; other
         # calls on the same port are not affected.
         ("grpc.max_receive_message_length", config.max_message_bytes),
+        # The handlers refuse a larger answer themselves, before recording it; this is the net.
+        ("grpc.max_send_message_length", config.max_response_bytes + 1024),
         # --workers N: every process binds the same port and the kernel spreads connections.
         # gRPC turns SO_REUSEPORT on by default; a lone server turns it off (see config).
         ("grpc.so_reuseport", 1 if config.reuse_port else 0),
     ]
+
+
+def open_tls(config: ServeConfig) -> CertificateFiles | None:
+    """The TLS files the config names, checked; None for plaintext (said loudly)."""
+    if config.tls_cert is None:
+        log.warning("serving WITHOUT TLS on %s: callers are not authenticated and decisions "
+                    "travel in plaintext; development only (set tls_cert, tls_key and "
+                    "tls_client_ca)", config.listen)
+        return None
+    try:
+        files = CertificateFiles(config.tls_cert, config.tls_key, config.tls_client_ca)
+    except TLSError as problem:
+        raise RuntimeError(f"TLS: {problem}") from None
+    if not files.mutual:
+        log.warning("TLS without client certificates (no tls_client_ca): any caller that can "
+                    "reach %s is served, and [access] can only say \"*\"", config.listen)
+    return files
+
+
+def refusal_recorder(holder: PolicyHolder, audit: AuditLog | None):
+    """What access.py calls when it refuses a call: record the refusal, then say its id."""
+    def on_refused(context, caller: Caller, method: str, code, message: str) -> None:
+        decision_id = next_decision_id()
+        if audit is not None:
+            refusal = record.refused("permission_denied", message, (),
+                                     policy_revision=holder.current.policy.revision)
+            caller_text = record.grpc_caller(context, identity=caller.identity)
+            try:
+                audit.record([record.entry(refusal, time_us=holder.clock(),
+                                           decision_id=decision_id, entry_point=method,
+                                           caller=caller_text)])
+            except AuditUnavailable:
+                context.abort(grpc.StatusCode.UNAVAILABLE, "the refusal could not be recorded "
+                              "in the audit log / 审计日志无法写入")
+        context.set_trailing_metadata((("tiergate-decision-id", decision_id),))
+    return on_refused
 
 
 def start_server(config: ServeConfig, *, policy: PolicySet | None = None,
@@ -153,29 +201,40 @@ def start_server(config: ServeConfig, *, policy: PolicySet | None = None,
         for name in served_names:
             health_servicer.set(name, status)
 
+    tls = open_tls(config)
     audit = open_audit_log(config, on_audit_health)
     metrics = Metrics(holder, audit) if config.metrics_listen else None
+    access = Access(config.access, verified=tls is not None and tls.mutual,
+                    accept_request_time=config.accept_request_time,
+                    limiter=(RateLimiter(config.rate_limit, config.rate_burst
+                                         or max(1, int(config.rate_limit)))
+                             if config.rate_limit else None),
+                    default_deadline=config.default_deadline,
+                    on_refused=refusal_recorder(holder, audit))
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.threads,
                                                     thread_name_prefix="tiergate-rpc"),
                          options=server_options(config),
                          maximum_concurrent_rpcs=config.max_concurrent_calls)
+    guarded = access.guard(server)
     services: dict[str, Any] = {}
     names: list[str] = []
     for module_name in SERVICE_MODULES:
         module = importlib.import_module(module_name)
-        services[module_name.rsplit(".", 1)[-1]] = module.register(server, holder, config,
-                                                                   audit=audit,
-                                                                   metrics=metrics)
+        services[module_name.rsplit(".", 1)[-1]] = module.register(
+            guarded, holder, config, audit=audit, metrics=metrics, access=access)
         names.extend(service_names(module))
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, guarded)
     served_names.extend(names)
     for name in served_names:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     all_names = (*names, health.SERVICE_NAME)
     if config.reflection:
         all_names = (*all_names, reflection.SERVICE_NAME)
-        reflection.enable_server_reflection(all_names, server)
-    port = server.add_insecure_port(config.listen)
+        reflection.enable_server_reflection(all_names, guarded)
+    if tls is None:
+        port = server.add_insecure_port(config.listen)
+    else:
+        port = server.add_secure_port(config.listen, tls.credentials())
     if port == 0:
         if audit is not None:
             audit.close()
@@ -194,7 +253,7 @@ def start_server(config: ServeConfig, *, policy: PolicySet | None = None,
     if config.reload_interval > 0:
         watcher = PolicyWatcher(holder, interval=config.reload_interval, source=source).start()
     return RunningServer(server, port, holder, health_servicer, watcher, services, all_names,
-                         source, audit, metrics)
+                         source, audit, metrics, tls)
 
 
 def serve(config: ServeConfig, *, ready_message: bool = True) -> int:

@@ -19,6 +19,15 @@
     audit_chain = "gw-1"             # this process's chain (default: host, start time, pid)
     audit_checkpoint_interval = 10.0 # seconds between signed checkpoints
     metrics_listen = "127.0.0.1:9464"  # Prometheus metrics (GET /metrics); off when unset
+    tls_cert = "tls/tls.crt"         # TLS on the port (re-read when the files change)
+    tls_key = "tls/tls.key"
+    tls_client_ca = "tls/ca.crt"     # mutual TLS: callers must present a certificate it issued
+    rate_limit = 500.0               # calls a second per caller (0: no limit); burst rate_burst
+    default_deadline = 5.0           # seconds a call may run when its caller set no deadline
+    max_response_bytes = 4194304     # a larger answer is RESOURCE_EXHAUSTED, not sent
+    # allow_plaintext = true         # plaintext on an address other than loopback
+    # [access]                       # who may call what (server/access.py)
+    # decide = ["spiffe://prod.example.cn/ns/gateway/sa/envoy"]
     # bundle = "https://bundles.example.cn/policies.bundle"   # instead of policy_dir
     # verify_key = "officer.pub"                              # required with bundle
 
@@ -100,6 +109,22 @@ class ServeConfig(BaseModel):
     metrics_listen: str | None = None
     # How long a call waits for its record to commit before it fails (UNAVAILABLE).
     audit_wait_seconds: float = Field(5.0, gt=0)
+    # TLS on the port (server/tls.py); with tls_client_ca, mutual TLS: every caller presents a
+    # certificate that CA issued, and [access] is checked against the names it carries.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    # Plaintext is for development on loopback; anywhere else it must be asked for by name.
+    allow_plaintext: bool = False
+    # Who may call what, by verified identity (server/access.py); defaults there.
+    access: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    # Calls a second each caller (identity, or address without TLS) may make; 0 is no limit.
+    rate_limit: float = Field(0.0, ge=0)
+    rate_burst: int | None = Field(None, ge=1)
+    # A call whose caller set no deadline (or a longer one) stops after this many seconds.
+    default_deadline: float = Field(10.0, gt=0)
+    # Answers larger than this are RESOURCE_EXHAUSTED instead of being sent (split the batch).
+    max_response_bytes: int = Field(4 * 1024 * 1024, gt=0)
 
     @field_validator("listen", "metrics_listen")
     @classmethod
@@ -118,6 +143,33 @@ class ServeConfig(BaseModel):
         if self.bundle is not None and self.verify_key is None:
             raise ValueError("a bundle is served only with verify_key (the Ed25519 public key "
                              "that signed it)")
+        return self
+
+    @field_validator("access", mode="before")
+    @classmethod
+    def _access_table(cls, value):
+        from .access import check_table
+
+        if not isinstance(value, dict):
+            raise ValueError("access must be a table of permission = [identities]")
+        return check_table(value)
+
+    @model_validator(mode="after")
+    def _transport(self) -> "ServeConfig":
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together (the certificate and its key)")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("tls_client_ca (mutual TLS) needs tls_cert and tls_key")
+        if self.access and self.tls_client_ca is None:
+            named = sorted(p for p, entries in self.access.items()
+                           if any(e != "*" for e in entries))
+            if named:
+                raise ValueError(f"access.{named[0]} names callers, but callers are identified "
+                                 "only by mutual TLS: set tls_client_ca (with tls_cert, tls_key)")
+        if self.tls_cert is None and not self.allow_plaintext and not _loopback(self.listen):
+            raise ValueError(f"listen = {self.listen!r} without TLS would serve medical-data "
+                             "decisions in plaintext beyond this machine: set tls_cert and "
+                             "tls_key (and tls_client_ca), or allow_plaintext = true")
         return self
 
     @field_validator("audit_chain")
@@ -143,6 +195,18 @@ class ServeConfig(BaseModel):
 
 
 FIELDS = tuple(ServeConfig.model_fields)
+
+
+def _loopback(listen: str) -> bool:
+    import ipaddress
+
+    host = listen.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def default_chain() -> str:
@@ -179,7 +243,8 @@ def load_config(flags: Mapping[str, Any], *, config_file: str | Path | None = No
     merged: dict[str, Any] = {}
     if config_file:
         settings = read_config_file(config_file)
-        for key in ("policy_dir", "mapping", "verify_key", "audit_key"):
+        for key in ("policy_dir", "mapping", "verify_key", "audit_key", "tls_cert", "tls_key",
+                    "tls_client_ca"):
             if isinstance(settings.get(key), str):
                 # A relative path in a file means relative to that file, wherever we run.
                 settings[key] = Path(config_file).parent / settings[key]

@@ -94,7 +94,9 @@ def request_to_dict(message: pb.DecideRequest) -> dict:
     return out
 
 
-def decision_to_proto(decision: Decision) -> pb.Decision:
+def decision_to_proto(decision: Decision, *, file_name=None) -> pb.Decision:
+    """The Decision message; `file_name` (str -> str) renames the policy files an explanation's
+    locations name, so that a server's own paths are not sent to its callers."""
     out = pb.Decision(
         effect=EFFECTS[decision.effect],
         grant_id=decision.grant_id or "",
@@ -110,8 +112,20 @@ def decision_to_proto(decision: Decision) -> pb.Decision:
     if decision.valid_until is not None:
         out.valid_until.CopyFrom(timestamp_of(decision.valid_until))
     if decision.explanation is not None:
-        out.explanation.CopyFrom(struct_of(thawed(decision.explanation)))
+        explanation = thawed(decision.explanation)
+        if file_name is not None:
+            explanation = _renamed_files(explanation, file_name)
+        out.explanation.CopyFrom(struct_of(explanation))
     return out
+
+
+def _renamed_files(value: Any, file_name) -> Any:
+    if isinstance(value, dict):
+        return {k: (file_name(v) if k == "file" and isinstance(v, str)
+                    else _renamed_files(v, file_name)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_renamed_files(v, file_name) for v in value]
+    return value
 
 
 def unmet_to_proto(unmet) -> pb.Unmet:

@@ -39,6 +39,7 @@ from tiergate.engine import Decision, PolicySet, RequestError
 from tiergate.engine.schema import Kind
 from tiergate.engine.timeutil import now_micros
 
+from .access import Access, current_caller
 from .mapping import ATTRIBUTES, MAPPING_FILE, GatewayMapping, MappingError, MappingProblem, load_mapping
 from .metrics import outcome_of
 
@@ -69,8 +70,9 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
     def __init__(self, policy_source: PolicySource,
                  mapping: GatewayMapping | MappingSource | None, *,
                  clock: Callable[[], int] | None = None, accept_request_time: bool = False,
-                 audit: AuditLog | None = None, metrics=None):
+                 audit: AuditLog | None = None, metrics=None, access: Access | None = None):
         self._policy_source = policy_source
+        self._access = access
         self._audit = audit
         self._metrics = metrics
         self._accept_request_time = accept_request_time
@@ -100,7 +102,9 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
             return response
         address = request.attributes.source.address.socket_address
         downstream = f"{address.address}:{address.port_value}" if address.address else None
-        caller = (record.grpc_caller(context, downstream) if context is not None
+        calling = current_caller()
+        identity = calling.identity if calling is not None else None
+        caller = (record.grpc_caller(context, downstream, identity) if context is not None
                   else record.caller_json(None, None, downstream))
         try:
             self._audit.record([record.entry(decided, time_us=self._now(),
@@ -136,8 +140,10 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
         policy = self._policy_source()
         decide = policy.decide_recorded if recorded else policy.decide
         try:
+            requested_time = (self._access.allows_current("request_time")
+                              if self._access is not None else self._accept_request_time)
             answer = decide(tiergate_request, now=self._clock() if self._clock else None,
-                            requested_time=self._accept_request_time)
+                            requested_time=requested_time)
         except RequestError as error:
             error_id = _error_id()
             decided = record.refused(
@@ -172,11 +178,12 @@ def add_ext_authz(server, policy_source: PolicySource,
                   mapping: GatewayMapping | MappingSource | None, *,
                   clock: Callable[[], int] | None = None,
                   accept_request_time: bool = False,
-                  audit: AuditLog | None = None, metrics=None) -> ExtAuthzServicer:
+                  audit: AuditLog | None = None, metrics=None,
+                  access: Access | None = None) -> ExtAuthzServicer:
     """Serve envoy.service.auth.v3.Authorization on `server` (a grpc.Server)."""
     servicer = ExtAuthzServicer(policy_source, mapping, clock=clock,
                                 accept_request_time=accept_request_time, audit=audit,
-                                metrics=metrics)
+                                metrics=metrics, access=access)
     external_auth_pb2_grpc.add_AuthorizationServicer_to_server(servicer, server)
     undeclared = []
     try:
@@ -234,7 +241,7 @@ class _ReloadingMapping:
 
 
 def register(server, holder, config, *, audit: AuditLog | None = None,
-             metrics=None) -> ExtAuthzServicer:
+             metrics=None, access: Access | None = None) -> ExtAuthzServicer:
     """app.py's registration contract: Envoy ext_authz over the holder's current policy set.
 
     Raises DiagnosticError when the mapping file does not load, so the server does not start.
@@ -251,7 +258,7 @@ def register(server, holder, config, *, audit: AuditLog | None = None,
         log.warning("ext_authz: no gateway mapping (%s); every Check is denied", where)
     return add_ext_authz(server, lambda: holder.current.policy, mapping, clock=holder.clock,
                          accept_request_time=config.accept_request_time, audit=audit,
-                         metrics=metrics)
+                         metrics=metrics, access=access)
 
 
 # ----------------------------------------------------------------------------------------------

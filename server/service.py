@@ -21,6 +21,7 @@ from tiergate.audit import record
 from tiergate.audit.log import AuditLog, AuditUnavailable
 
 from . import convert, wire
+from .access import Access, current_caller, deadline_passed
 from .cache import next_decision_id
 from .holder import PolicyHolder, Snapshot
 from .metrics import outcome_of
@@ -72,9 +73,12 @@ class Deadline(Exception):
     """The caller's deadline passed before the work was done."""
 
 
+class TooLarge(Exception):
+    """The answer would be larger than max_response_bytes."""
+
+
 def _check_deadline(context: grpc.ServicerContext) -> None:
-    remaining = context.time_remaining()
-    if remaining is not None and remaining <= 0:
+    if deadline_passed(context):
         raise Deadline()
 
 
@@ -91,9 +95,11 @@ class Answer:
 
 
 def decide_one(snapshot: Snapshot, message: pb.DecideRequest, clock, *,
-               accept_request_time: bool = False, recorded: bool = False) -> Answer:
+               accept_request_time: bool = False, recorded: bool = False,
+               file_name=None) -> Answer:
     """One serialized tiergate.v1.Decision from one snapshot, and (when `recorded`) the part
-    of its audit record that says what was decided.
+    of its audit record that says what was decided. `file_name` renames the policy files an
+    explanation points at (so that no server path reaches the caller).
 
     The cache is used only for requests without a time (and without explain); it keeps the
     record part beside the encoding, so an answer from the cache is recorded as fully as one
@@ -120,8 +126,8 @@ def decide_one(snapshot: Snapshot, message: pb.DecideRequest, clock, *,
     decision, settled = _decide(snapshot, message, now if when is None else when,
                                 message.explain, recorded)
     decided = record.decided(decision, settled) if recorded else None
-    return Answer(wire.decision_bytes(decision), decided, decision.decision_id, now,
-                  outcome_of(decision))
+    return Answer(wire.decision_bytes(decision, file_name=file_name), decided,
+                  decision.decision_id, now, outcome_of(decision))
 
 
 def _decide(snapshot: Snapshot, message, now: int, explain: bool, recorded: bool):
@@ -148,18 +154,23 @@ class AuthorizerService:
     sent; if it cannot be, the call fails with UNAVAILABLE instead (see tiergate.audit.log).
     """
 
-    def __init__(self, holder: PolicyHolder, *, accept_request_time: bool = False,
-                 max_batch: int = 1000, audit: AuditLog | None = None, metrics=None):
+    def __init__(self, holder: PolicyHolder, *, access: Access | None = None,
+                 max_batch: int = 1000, max_response_bytes: int = 4 * 1024 * 1024,
+                 audit: AuditLog | None = None, metrics=None):
         self.holder = holder
         self.metrics = metrics
         self.in_flight = InFlight()
-        self.accept_request_time = accept_request_time
+        self.access = access or Access({}, verified=False)
         self.max_batch = max_batch
+        self.max_response_bytes = max_response_bytes
         self.audit = audit
+        source = str(holder.policy_dir)
+        self._file_name = lambda name: without_source(name, source)
 
     def _record(self, context, entry_point: str, answers: list) -> None:
         """Commit the records of `answers` ((decided, decision id, time) each) or abort."""
-        caller = record.grpc_caller(context)
+        caller = current_caller()
+        caller = record.grpc_caller(context, identity=caller.identity if caller else None)
         entries = [record.entry(decided, time_us=time_us, decision_id=decision_id,
                                 entry_point=entry_point, caller=caller)
                    for decided, decision_id, time_us in answers]
@@ -180,6 +191,14 @@ class AuthorizerService:
         context.set_trailing_metadata(((DECISION_ID_METADATA, decision_id),))
         context.abort(code, message)
 
+    def _deny(self, context, entry_point: str, permission: str) -> None:
+        """Refuse (PERMISSION_DENIED, recorded) a caller asking for what it may not have."""
+        message = self.access.denial(current_caller(), permission)
+        log.warning("permission denied: %s", message)
+        self._refuse(context, entry_point, grpc.StatusCode.PERMISSION_DENIED, message,
+                     record.refused("permission_denied", message, (),
+                                    policy_revision=self.holder.current.policy.revision))
+
     def Decide(self, request, context: grpc.ServicerContext) -> bytes:
         if self.metrics is None:
             return self._decide(request, context)
@@ -191,14 +210,17 @@ class AuthorizerService:
             message = f"malformed {request.type_name}: {request.problem}"
             self._refuse(context, "Decide", grpc.StatusCode.INVALID_ARGUMENT, message,
                          record.refused("malformed", message, (), policy_revision=None))
+        if request.explain and not self.access.allows_current("explain"):
+            self._deny(context, "Decide", "explain")
         with self.in_flight:
             snapshot = self.holder.current
             recorded = self.audit is not None
             try:
                 _check_deadline(context)
                 answer = decide_one(snapshot, request, self.holder.clock,
-                                    accept_request_time=self.accept_request_time,
-                                    recorded=recorded)
+                                    accept_request_time=self.access.allows_current(
+                                        "request_time"),
+                                    recorded=recorded, file_name=self._file_name)
             except RequestError as error:
                 detail = convert.request_error_to_proto(error)
                 decision_id = next_decision_id()
@@ -242,34 +264,52 @@ class AuthorizerService:
                        f"decides in one call ({self.max_batch}); split it")
             self._refuse(context, "DecideBatch", grpc.StatusCode.RESOURCE_EXHAUSTED, message,
                          record.refused("too_large", message, (), policy_revision=None))
+        if any(item.explain for item in request.requests) and not self.access.allows_current(
+                "explain"):
+            self._deny(context, "DecideBatch", "explain")
         snapshot = self.holder.current  # INVARIANT: one policy for the whole batch
-        clock, accept = self.holder.clock, self.accept_request_time
+        clock, accept = self.holder.clock, self.access.allows_current("request_time")
         recorded, metrics = self.audit is not None, self.metrics
         results, answers = [], []
+        size, limit = 0, self.max_response_bytes
+        errors = wire.BatchErrors()
         with self.in_flight:
             try:
                 for index, item in enumerate(request.requests):
                     if index % _DEADLINE_CHECK_EVERY == 0:
                         _check_deadline(context)
+                        if size > limit:
+                            raise TooLarge()
                     try:
                         answer = decide_one(snapshot, item, clock, accept_request_time=accept,
-                                            recorded=recorded)
+                                            recorded=recorded, file_name=self._file_name)
                         results.append(wire.batch_decision(answer.encoded))
                         if metrics is not None:
                             metrics.decided("DecideBatch", *answer.outcome)
                         if recorded:
                             answers.append((answer.decided, answer.decision_id, answer.time_us))
                     except RequestError as error:
-                        results.append(wire.batch_error(convert.request_error_to_proto(error)))
+                        results.append(errors.encode(error))
                         if metrics is not None:
                             metrics.refused("DecideBatch", (p.attribute for p in error.problems))
                         if recorded:
                             answers.append((refusal_record(error, item, snapshot.policy.revision),
                                             next_decision_id(), clock()))
+                    size += len(results[-1])
+                if size > limit:
+                    raise TooLarge()
             except Deadline:
                 context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
                               f"the deadline passed after {len(results)} of "
                               f"{len(request.requests)} requests were decided")
+            except TooLarge:
+                # Nothing was answered, so nothing is recorded as answered; the refusal is.
+                message = (f"the answer to this batch is larger than this server sends in one "
+                           f"call ({limit} bytes, max_response_bytes) after {len(results)} of "
+                           f"{len(request.requests)} requests; split it")
+                self._refuse(context, "DecideBatch", grpc.StatusCode.RESOURCE_EXHAUSTED,
+                             message, record.refused("too_large", message, (),
+                                                     policy_revision=snapshot.policy.revision))
             except Exception:
                 # SECURITY: one failure fails the whole batch; no partial answer to misread.
                 log.exception("DecideBatch failed")
@@ -336,10 +376,12 @@ def _handlers(service: AuthorizerService) -> dict:
 
 
 def register(server: grpc.Server, holder: PolicyHolder, config, *,
-             audit: AuditLog | None = None, metrics=None) -> AuthorizerService:
+             audit: AuditLog | None = None, metrics=None,
+             access: Access | None = None) -> AuthorizerService:
     """Add tiergate.v1.Authorizer to `server` (the app.py registration contract)."""
-    service = AuthorizerService(holder, accept_request_time=config.accept_request_time,
-                                max_batch=config.max_batch, audit=audit, metrics=metrics)
+    service = AuthorizerService(holder, access=access, max_batch=config.max_batch,
+                                max_response_bytes=config.max_response_bytes, audit=audit,
+                                metrics=metrics)
     handlers = _handlers(service)
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))

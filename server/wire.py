@@ -118,10 +118,10 @@ def with_id(encoded: bytes, decision_id: str) -> bytes:
     return encoded + length_delimited(6, decision_id.encode("ascii"))
 
 
-def decision_bytes(decision: Decision) -> bytes:
-    """The serialized tiergate.v1.Decision."""
+def decision_bytes(decision: Decision, *, file_name=None) -> bytes:
+    """The serialized tiergate.v1.Decision (`file_name`: see convert.decision_to_proto)."""
     if decision.explanation is not None:
-        return convert.decision_to_proto(decision).SerializeToString()
+        return convert.decision_to_proto(decision, file_name=file_name).SerializeToString()
     return with_id(decision_without_id(decision), decision.decision_id)
 
 
@@ -133,3 +133,25 @@ def batch_decision(encoded_decision: bytes) -> bytes:
 def batch_error(error: pb.RequestError) -> bytes:
     """One DecideBatchResponse.results entry holding an error."""
     return length_delimited(1, length_delimited(2, error.SerializeToString()))
+
+
+class BatchErrors:
+    """Encodes one batch's request errors compactly: an attribute's allowed values are listed
+    once, and a later problem on that attribute with the same list leaves `allowed` empty
+    (the list is the one last sent for it in this response; authorizer.proto says so). A batch
+    of 1,000 copies of one mistake is then about a third of the size."""
+
+    def __init__(self) -> None:
+        self._last_listed: dict[str, tuple[str, ...]] = {}
+
+    def encode(self, error) -> bytes:
+        message = convert.request_error_to_proto(error)
+        for problem in message.problems:
+            if not problem.allowed:
+                continue
+            allowed = tuple(problem.allowed)
+            if self._last_listed.get(problem.attribute) == allowed:
+                del problem.allowed[:]
+            else:
+                self._last_listed[problem.attribute] = allowed
+        return batch_error(message)

@@ -85,13 +85,15 @@ def running_server(policy_dir: Path | None = None, **settings):
     """A started server on 127.0.0.1 (ephemeral port) and a stub connected to it.
 
     A test deployment: it accepts requested times (accept_request_time) unless told otherwise,
-    so that decisions do not depend on today's date; and it serves the `policy` fixture's
-    directory unless given another.
+    so that decisions do not depend on today's date; it gives explanations and the audit log to
+    anyone on loopback (tests of who may are in test_server_tls.py); and it serves the
+    `policy` fixture's directory unless given another.
     """
     clock = settings.pop("clock", None)
     config = ServeConfig(policy_dir=policy_dir or as_stated_directory(), listen="127.0.0.1:0",
                          **{"reload_interval": 0, "threads": 4, "accept_request_time": True,
-                            "audit_log": TEST_AUDIT_LOG, **settings})
+                            "audit_log": TEST_AUDIT_LOG,
+                            "access": {"explain": ["*"], "audit": ["*"]}, **settings})
     running = start_server(config, **({"clock": clock} if clock else {}))
     channel = grpc.insecure_channel(f"127.0.0.1:{running.port}", options=CLIENT_OPTIONS)
     try:

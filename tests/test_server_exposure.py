@@ -78,3 +78,61 @@ def test_calls_beyond_the_concurrency_limit_are_refused_not_queued(tmp_path):
     assert grpc.StatusCode.RESOURCE_EXHAUSTED in codes
     assert set(codes) <= {"ok", grpc.StatusCode.RESOURCE_EXHAUSTED}
     assert after == "ok"
+
+
+def test_an_answer_over_max_response_bytes_is_refused_and_the_refusal_recorded(tmp_path):
+    import grpc
+    import pytest
+
+    from conftest import make_request
+    from server_support import to_proto
+    from test_audit_log import records
+
+    batch = pb.DecideBatchRequest(requests=[to_proto(make_request())] * 200)
+    db = tmp_path / "audit.db"
+    with running_server(max_response_bytes=10_000, audit_log=str(db)) as (running, stub, _):
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.DecideBatch(batch, timeout=30)
+        small = stub.DecideBatch(pb.DecideBatchRequest(requests=batch.requests[:5]), timeout=30)
+        running.stop(0)  # commits and moves the journal into the database
+        kept = records(db)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "max_response_bytes" in refused.value.details()
+    assert len(small.results) == 5
+    # The 200 decisions were never sent, so they are not recorded as answers; the refusal is.
+    assert [r.refusal.code for r in kept if r.refusal] == ["too_large"]
+    assert sum(1 for r in kept if r.refusal is None) == 5
+
+
+def test_a_call_without_a_deadline_gets_the_servers(tmp_path):
+    import grpc
+    import pytest
+
+    from conftest import make_request
+    from server_support import to_proto
+
+    batch = pb.DecideBatchRequest(requests=[to_proto(make_request())] * 100)
+    with running_server(default_deadline=1e-6, audit_log="off") as (_, stub, _):
+        with pytest.raises(grpc.RpcError) as stopped:
+            stub.DecideBatch(batch)  # no deadline from the caller
+    assert stopped.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_a_batch_of_bad_requests_gets_compact_errors_that_still_say_what_is_allowed(tmp_path):
+    from tiergate.v1 import authorizer_pb2 as pb_
+
+    batch = pb_.DecideBatchRequest(requests=[pb_.DecideRequest()] * 1000)  # all empty
+    with running_server(audit_log="off") as (_, stub, _):
+        answer = stub.DecideBatch(batch, timeout=30)
+        single = pb_.DecideBatchResponse.FromString(
+            stub.DecideBatch(pb_.DecideBatchRequest(requests=batch.requests[:1]),
+                             timeout=30).SerializeToString())
+    errors = [r.error for r in answer.results]
+    assert len(errors) == 1000 and all(r.WhichOneof("result") == "error" for r in answer.results)
+    first = {p.attribute: list(p.allowed) for p in errors[0].problems}
+    assert first["action"], "the first error lists the allowed values"
+    assert all(not p.allowed for e in errors[1:] for p in e.problems)
+    assert all([p.attribute for p in e.problems] == [p.attribute for p in errors[0].problems]
+               for e in errors)
+    full = single.ByteSize()
+    assert answer.ByteSize() < 0.5 * 1000 * full

@@ -65,7 +65,8 @@ def _batch(size: int) -> pb.DecideBatchRequest:
 def test_sigterm_drains_the_call_in_flight_and_exits_zero():
     # One long call to drain: a batch far past the default max_batch, allowed here.
     process = _serve("--cache-size", "0", "--drain-seconds", "60", "--max-batch", "20000",
-                     "--max-message-bytes", str(32 * 1024 * 1024))
+                     "--max-message-bytes", str(32 * 1024 * 1024),
+                     "--max-response-bytes", str(64 * 1024 * 1024), "--default-deadline", "120")
     try:
         port, _ = _ready_port(process)
         with grpc.insecure_channel(f"127.0.0.1:{port}", options=CLIENT_OPTIONS) as channel:
