@@ -10,6 +10,20 @@ from tiergate.engine import DiagnosticError, PolicySet, load_policy_set
 from tiergate.grammar.diagnostics import Diagnostic, render_human, render_json, render_plain
 
 
+def server_extra_missing(command: str) -> bool:
+    """Whether `command` cannot run because the service's packages (tiergate[server]) are not
+    installed; says how to install them when so."""
+    try:
+        import envoy.service.auth.v3  # noqa: F401  (xds-protos)
+        import grpc  # noqa: F401
+        import prometheus_client  # noqa: F401
+    except ImportError as missing:
+        print(f"error: tiergate {command} needs the service's packages ({missing.name} is not "
+              "installed): pip install 'tiergate[server]'", file=sys.stderr)
+        return True
+    return False
+
+
 def add_error_format(parser) -> None:
     parser.add_argument("--error-format", choices=("human", "plain", "json"), default="human",
                         help="how to print policy errors (default: human, with the source line)")

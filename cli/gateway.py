@@ -17,14 +17,12 @@ import json
 import sys
 from pathlib import Path
 
-from envoy.service.auth.v3 import attribute_context_pb2, external_auth_pb2
-from google.protobuf import json_format, struct_pb2
-
 from tiergate.engine import DiagnosticError
-from tiergate.server.ext_authz import ExtAuthzServicer
-from tiergate.server.mapping import MAPPING_FILE, MappingError, load_mapping
 
-from .common import add_error_format, add_now_option, load_or_report, print_diagnostics
+from .common import (add_error_format, add_now_option, load_or_report, print_diagnostics,
+                     server_extra_missing)
+
+MAPPING_FILE = "gateway.toml"  # tiergate.server.mapping.MAPPING_FILE (imported with the extra)
 
 
 def register(subparsers) -> None:
@@ -46,6 +44,10 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    if server_extra_missing("gateway"):
+        return 1
+    from tiergate.server.mapping import MappingError, load_mapping
+
     policy = load_or_report(args.policy_dir, args.error_format)
     if policy is None:
         return 1
@@ -69,6 +71,10 @@ def run(args) -> int:
     if claims is not None and not isinstance(claims, dict):
         print("error: --claims must be a JSON object", file=sys.stderr)
         return 1
+    from google.protobuf import json_format
+
+    from tiergate.server.ext_authz import ExtAuthzServicer
+
     request = _check_request(args.method.upper(), args.path, headers, claims, mapping)
     servicer = ExtAuthzServicer(lambda: policy, mapping,
                                 clock=(lambda: args.now) if args.now is not None else None)
@@ -111,8 +117,11 @@ def _headers(items: list[str]) -> dict[str, str]:
     return headers
 
 
-def _check_request(method: str, path: str, headers: dict, claims: dict | None,
-                   mapping) -> external_auth_pb2.CheckRequest:
+def _check_request(method: str, path: str, headers: dict, claims: dict | None, mapping):
+    """The envoy.service.auth.v3.CheckRequest Envoy would send for this HTTP request."""
+    from envoy.service.auth.v3 import attribute_context_pb2, external_auth_pb2
+    from google.protobuf import struct_pb2
+
     context = attribute_context_pb2.AttributeContext
     attributes = context(request=context.Request(http=context.HttpRequest(
         method=method, path=path, headers=headers)))

