@@ -80,6 +80,24 @@ class HttpRequest(_Strict):
     path: str = Field(description="The request path without its query string.")
 
 
+class ShadowSide(_Strict):
+    revision: str
+    effect: Literal["PERMIT", "DENY", "REFUSED"]
+    obligations: list[str] = Field(description="Obligation ids.")
+    rules: list[str] = Field(description="The deciding rules.")
+    grant_id: str | None
+    problems: list[str] = Field(default_factory=list, description="For REFUSED: the "
+                                "attributes the candidate refused.")
+
+
+class ShadowDifference(_Strict):
+    request_class: dict[str, Any] = Field(alias="class", description="The request's class: "
+                                          "org type, region, dataset, tier, catalog class, "
+                                          "action, purpose, storage region, as asked.")
+    served: ShadowSide
+    candidate: ShadowSide
+
+
 class AuditRecord(_Strict):
     """One answer Tiergate gave. Field order is the order in the stored JSON."""
 
@@ -112,6 +130,9 @@ class AuditRecord(_Strict):
     obligations: list[ObligationEntry] = Field(description="What the gateway was told to do.")
     reasons: list[ReasonEntry] = Field(description="The rules that decided, with their articles.")
     refusal: Refusal | None = Field(description="Set when outcome is REFUSED.")
+    shadow: ShadowDifference | None = Field(None, description="Set when the server runs a "
+                                            "shadow candidate (serve --shadow) that would "
+                                            "have answered this call differently.")
 
 
 def parse_record(data: bytes) -> AuditRecord:
@@ -209,6 +230,14 @@ def decided(decision, request: dict, http: dict | None = None) -> Decided:
     return Decided(decision.effect, subject.get("id"), subject.get("org_id"), resource.get("id"),
                    resource.get("owner_org_id"), decision.grant_id,
                    tuple(r.rule_id for r in decision.reasons), tail)
+
+
+def with_shadow(decided_part: Decided, difference: dict) -> Decided:
+    """`decided_part` with the shadow candidate's different answer (server/shadow.py)."""
+    tail = decided_part.tail[:-1] + ',"shadow":' + _dumps(difference) + "}"
+    return Decided(decided_part.outcome, decided_part.subject, decided_part.org,
+                   decided_part.dataset, decided_part.owner, decided_part.grant_id,
+                   decided_part.rules, tail)
 
 
 def refused(code: str, message: str, problems: list[dict], *, policy_revision: str | None,

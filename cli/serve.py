@@ -61,6 +61,10 @@ def register(subparsers) -> None:
                         help="log lines as text (default) or one JSON object a line")
     parser.add_argument("--metrics-listen", metavar="HOST:PORT",
                         help="serve Prometheus metrics over HTTP here (GET /metrics)")
+    parser.add_argument("--shadow", metavar="CANDIDATE_DIR",
+                        help="decide every call with this policy directory too, answer with "
+                        "POLICY_DIR, and count, log and record each call it would answer "
+                        "differently")
     parser.add_argument("--tls-cert", metavar="PEM",
                         help="serve TLS with this certificate chain (re-read when it changes)")
     parser.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
@@ -100,7 +104,7 @@ def run(args) -> int:
              "tls_cert": args.tls_cert, "tls_key": args.tls_key,
              "tls_client_ca": args.tls_client_ca, "allow_plaintext": args.allow_plaintext,
              "rate_limit": args.rate_limit, "default_deadline": args.default_deadline,
-             "max_response_bytes": args.max_response_bytes}
+             "max_response_bytes": args.max_response_bytes, "shadow": args.shadow}
     try:
         config = load_config(flags, config_file=args.config)
     except ConfigError as problem:

@@ -9,7 +9,8 @@ Adding a service — the registration contract
 Every module named in SERVICE_MODULES defines
 
     def register(server: grpc.Server, holder: PolicyHolder, config: ServeConfig, *,
-                 audit: AuditLog | None, metrics: Metrics | None, access: Access) -> object
+                 audit: AuditLog | None, metrics: Metrics | None, access: Access,
+                 shadow: Shadow | None) -> object
 
 which adds its handlers to `server` (not yet started) and returns anything (kept in
 RunningServer.services under the module's short name). The module also defines
@@ -57,7 +58,8 @@ from .config import ServeConfig, default_chain
 from .holder import Clock, PolicyHolder
 from .metrics import Metrics
 from .reload import PolicyWatcher
-from .sources import source_for
+from .shadow import Shadow
+from .sources import DirectorySource, source_for
 from .tls import CertificateFiles, TLSError
 
 log = logging.getLogger("tiergate.server")
@@ -90,12 +92,15 @@ class RunningServer:
     audit: AuditLog | None = None
     metrics: Metrics | None = None  # .port: where GET /metrics answers
     tls: CertificateFiles | None = None  # the TLS files being served, re-read on change
+    shadow: Shadow | None = None  # --shadow: the candidate decided beside the served policy
+    shadow_watcher: PolicyWatcher | None = None
 
     def stop(self, grace: float | None = None) -> None:
         """Refuse new calls, let calls in flight finish for up to `grace` seconds, stop."""
         self.health.enter_graceful_shutdown()  # health checks now answer NOT_SERVING
-        if self.watcher is not None:
-            self.watcher.stop()
+        for watcher in (self.watcher, self.shadow_watcher):
+            if watcher is not None:
+                watcher.stop()
         self.server.stop(grace).wait()
         if self.metrics is not None:
             self.metrics.stop()
@@ -201,9 +206,20 @@ def start_server(config: ServeConfig, *, policy: PolicySet | None = None,
         for name in served_names:
             health_servicer.set(name, status)
 
+    shadow = None
+    if config.shadow is not None:
+        candidate_source = DirectorySource(config.shadow)
+        candidates, candidate_revision = candidate_source.read()
+        # A candidate that does not compile stops the start (DiagnosticError), as a policy does.
+        shadow = Shadow(PolicyHolder(compile_sources(candidates, revision=candidate_revision),
+                                     policy_dir=str(candidate_source), clock=clock))
+        log.info("shadow: deciding every call with %s too (revision %s)", config.shadow,
+                 shadow.revision)
     tls = open_tls(config)
     audit = open_audit_log(config, on_audit_health)
     metrics = Metrics(holder, audit) if config.metrics_listen else None
+    if shadow is not None and metrics is not None:
+        shadow.metrics, metrics.shadow = metrics, shadow
     access = Access(config.access, verified=tls is not None and tls.mutual,
                     accept_request_time=config.accept_request_time,
                     limiter=(RateLimiter(config.rate_limit, config.rate_burst
@@ -221,7 +237,7 @@ def start_server(config: ServeConfig, *, policy: PolicySet | None = None,
     for module_name in SERVICE_MODULES:
         module = importlib.import_module(module_name)
         services[module_name.rsplit(".", 1)[-1]] = module.register(
-            guarded, holder, config, audit=audit, metrics=metrics, access=access)
+            guarded, holder, config, audit=audit, metrics=metrics, access=access, shadow=shadow)
         names.extend(service_names(module))
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, guarded)
     served_names.extend(names)
@@ -249,11 +265,14 @@ def start_server(config: ServeConfig, *, policy: PolicySet | None = None,
                 audit.close()
             raise RuntimeError(f"cannot serve metrics on {config.metrics_listen}: "
                                f"{problem.strerror}") from None
-    watcher = None
+    watcher = shadow_watcher = None
     if config.reload_interval > 0:
         watcher = PolicyWatcher(holder, interval=config.reload_interval, source=source).start()
+        if shadow is not None:
+            shadow_watcher = PolicyWatcher(shadow.holder, interval=config.reload_interval,
+                                           source=DirectorySource(config.shadow)).start()
     return RunningServer(server, port, holder, health_servicer, watcher, services, all_names,
-                         source, audit, metrics, tls)
+                         source, audit, metrics, tls, shadow, shadow_watcher)
 
 
 def serve(config: ServeConfig, *, ready_message: bool = True) -> int:

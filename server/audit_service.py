@@ -103,7 +103,7 @@ class AuditService(pb_grpc.AuditServicer):
 
 
 def register(server: grpc.Server, holder, config, *, audit: AuditLog | None = None,
-             metrics=None, access=None):
+             metrics=None, access=None, shadow=None):
     """app.py's registration contract (only callers access.audit names reach it)."""
     service = AuditService(audit, config.audit_log if audit is not None else None)
     pb_grpc.add_AuditServicer_to_server(service, server)

@@ -28,6 +28,7 @@
     # allow_plaintext = true         # plaintext on an address other than loopback
     # [access]                       # who may call what (server/access.py)
     # decide = ["spiffe://prod.example.cn/ns/gateway/sa/envoy"]
+    # shadow = "candidate-policies"  # decide each call with this too; count what would change
     # bundle = "https://bundles.example.cn/policies.bundle"   # instead of policy_dir
     # verify_key = "officer.pub"                              # required with bundle
 
@@ -61,6 +62,8 @@ class ServeConfig(BaseModel):
     policy_dir: Path | None = None
     bundle: str | None = None
     verify_key: Path | None = None
+    # A candidate policy directory decided beside the served one on every call (server/shadow.py).
+    shadow: Path | None = None
     # Envoy ext_authz gateway mapping; default POLICY_DIR/gateway.toml when that file exists.
     mapping: Path | None = None
     listen: str = "127.0.0.1:50051"
@@ -243,7 +246,7 @@ def load_config(flags: Mapping[str, Any], *, config_file: str | Path | None = No
     merged: dict[str, Any] = {}
     if config_file:
         settings = read_config_file(config_file)
-        for key in ("policy_dir", "mapping", "verify_key", "audit_key", "tls_cert", "tls_key",
+        for key in ("policy_dir", "shadow", "mapping", "verify_key", "audit_key", "tls_cert", "tls_key",
                     "tls_client_ca"):
             if isinstance(settings.get(key), str):
                 # A relative path in a file means relative to that file, wherever we run.

@@ -70,9 +70,11 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
     def __init__(self, policy_source: PolicySource,
                  mapping: GatewayMapping | MappingSource | None, *,
                  clock: Callable[[], int] | None = None, accept_request_time: bool = False,
-                 audit: AuditLog | None = None, metrics=None, access: Access | None = None):
+                 audit: AuditLog | None = None, metrics=None, access: Access | None = None,
+                 shadow=None):
         self._policy_source = policy_source
         self._access = access
+        self._shadow = shadow  # shadow.Shadow with serve --shadow
         self._audit = audit
         self._metrics = metrics
         self._accept_request_time = accept_request_time
@@ -142,8 +144,8 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
         try:
             requested_time = (self._access.allows_current("request_time")
                               if self._access is not None else self._accept_request_time)
-            answer = decide(tiergate_request, now=self._clock() if self._clock else None,
-                            requested_time=requested_time)
+            now = self._now()  # one instant for the answer and the shadow's
+            answer = decide(tiergate_request, now=now, requested_time=requested_time)
         except RequestError as error:
             error_id = _error_id()
             decided = record.refused(
@@ -157,6 +159,10 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
         if recorded:
             decision, settled = answer
             decided = record.decided(decision, settled, http_part)
+        if self._shadow is not None:
+            difference = self._shadow.compare("Check", tiergate_request, decision, now)
+            if difference is not None and decided is not None:
+                decided = record.with_shadow(decided, difference)
         if self._metrics is not None:
             self._metrics.decided("Check", *outcome_of(decision))
         if decision.permitted:
@@ -179,11 +185,11 @@ def add_ext_authz(server, policy_source: PolicySource,
                   clock: Callable[[], int] | None = None,
                   accept_request_time: bool = False,
                   audit: AuditLog | None = None, metrics=None,
-                  access: Access | None = None) -> ExtAuthzServicer:
+                  access: Access | None = None, shadow=None) -> ExtAuthzServicer:
     """Serve envoy.service.auth.v3.Authorization on `server` (a grpc.Server)."""
     servicer = ExtAuthzServicer(policy_source, mapping, clock=clock,
                                 accept_request_time=accept_request_time, audit=audit,
-                                metrics=metrics, access=access)
+                                metrics=metrics, access=access, shadow=shadow)
     external_auth_pb2_grpc.add_AuthorizationServicer_to_server(servicer, server)
     undeclared = []
     try:
@@ -241,7 +247,7 @@ class _ReloadingMapping:
 
 
 def register(server, holder, config, *, audit: AuditLog | None = None,
-             metrics=None, access: Access | None = None) -> ExtAuthzServicer:
+             metrics=None, access: Access | None = None, shadow=None) -> ExtAuthzServicer:
     """app.py's registration contract: Envoy ext_authz over the holder's current policy set.
 
     Raises DiagnosticError when the mapping file does not load, so the server does not start.
@@ -258,7 +264,7 @@ def register(server, holder, config, *, audit: AuditLog | None = None,
         log.warning("ext_authz: no gateway mapping (%s); every Check is denied", where)
     return add_ext_authz(server, lambda: holder.current.policy, mapping, clock=holder.clock,
                          accept_request_time=config.accept_request_time, audit=audit,
-                         metrics=metrics, access=access)
+                         metrics=metrics, access=access, shadow=shadow)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -11,6 +11,9 @@
     tiergate_audit_commit_seconds                      histogram of group commit time
     tiergate_audit_records_total                       records committed by this process
     tiergate_audit_healthy                             1 while the log can be written
+    tiergate_shadow_compared_total{method}             decisions the shadow candidate re-made
+    tiergate_shadow_differences_total{method, served, candidate}   ... with another answer
+    tiergate_shadow_policy_info{revision}              the candidate's revision (serve --shadow)
 
 Each server has its own registry (several servers in one process, as in the tests, do not mix
 their numbers). What can be read when scraped (cache counters, grants, the revision, the
@@ -48,6 +51,14 @@ class Metrics:
                                 registry=self.registry)
         self._commit = Histogram("tiergate_audit_commit_seconds", "Audit log group commit time",
                                  buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self._shadow_compared = Counter("tiergate_shadow_compared", "Decisions the shadow "
+                                        "candidate made again", ("method",),
+                                        registry=self.registry)
+        self._shadow_differences = Counter(
+            "tiergate_shadow_differences", "Decisions the shadow candidate would answer with "
+            "another effect or other obligations", ("method", "served", "candidate"),
+            registry=self.registry)
+        self.shadow = None  # set by app.py with --shadow, for the revision at scrape time
         # PERF: .labels() costs more than .inc(); children are looked up once per label set.
         self._children: dict = {}
         self._holder, self._audit = holder, audit
@@ -73,6 +84,11 @@ class Metrics:
     def refused(self, method: str, attributes) -> None:
         for attribute in attributes:
             self._errors.labels(method, attribute or "-").inc()
+
+    def shadow_compared(self, method: str, served: str, candidate: str, differs: bool) -> None:
+        self._shadow_compared.labels(method).inc()
+        if differs:
+            self._shadow_differences.labels(method, served, candidate).inc()
 
     def timer(self, method: str):
         key = ("latency", method)
@@ -134,6 +150,10 @@ class _ScrapeTime:
         soon = sum(1 for g in policy.grants if now <= g.expires < now + 30 * _DAY_US)
         yield GaugeMetricFamily("tiergate_grants_expiring_30d",
                                 "Grants that expire within 30 days", value=soon)
+        if metrics.shadow is not None:
+            shadow = InfoMetricFamily("tiergate_shadow_policy", "The shadow candidate's revision")
+            shadow.add_metric([], {"revision": metrics.shadow.revision})
+            yield shadow
         audit = metrics._audit
         if audit is not None:
             yield GaugeMetricFamily("tiergate_audit_pending", "Audit records waiting to commit",

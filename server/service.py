@@ -85,13 +85,16 @@ def _check_deadline(context: grpc.ServicerContext) -> None:
 class Answer:
     """One decided request: its wire bytes, and what its audit record needs."""
 
-    __slots__ = ("encoded", "decided", "decision_id", "time_us", "outcome")
+    __slots__ = ("encoded", "decided", "decision_id", "time_us", "outcome", "decision")
 
     def __init__(self, encoded: bytes, decided, decision_id: str, time_us: int,
-                 outcome: tuple[str, str]):
+                 outcome: tuple[str, str], decision):
         self.encoded, self.decided = encoded, decided
         self.decision_id, self.time_us = decision_id, time_us
         self.outcome = outcome  # metrics.outcome_of the decision
+        # The Decision (from the cache: the one first decided, with that call's id); the
+        # shadow compares its effect and obligations.
+        self.decision = decision
 
 
 def decide_one(snapshot: Snapshot, message: pb.DecideRequest, clock, *,
@@ -115,19 +118,19 @@ def decide_one(snapshot: Snapshot, message: pb.DecideRequest, clock, *,
         if cached is not None and (cached[1] is not None or not recorded):
             decision_id = next_decision_id()
             return Answer(wire.with_id(cached[0], decision_id), cached[1], decision_id, now,
-                          cached[2])
+                          cached[2], cached[3])
         decision, settled = _decide(snapshot, message, now, False, recorded)
         decided = record.decided(decision, settled) if recorded else None
         encoded = wire.decision_without_id(decision)
         outcome = outcome_of(decision)
-        cache.put(key, (encoded, decided, outcome), decision.valid_until, now)
+        cache.put(key, (encoded, decided, outcome, decision), decision.valid_until, now)
         return Answer(wire.with_id(encoded, decision.decision_id), decided, decision.decision_id,
-                      now, outcome)
+                      now, outcome, decision)
     decision, settled = _decide(snapshot, message, now if when is None else when,
                                 message.explain, recorded)
     decided = record.decided(decision, settled) if recorded else None
     return Answer(wire.decision_bytes(decision, file_name=file_name), decided,
-                  decision.decision_id, now, outcome_of(decision))
+                  decision.decision_id, now, outcome_of(decision), decision)
 
 
 def _decide(snapshot: Snapshot, message, now: int, explain: bool, recorded: bool):
@@ -156,8 +159,9 @@ class AuthorizerService:
 
     def __init__(self, holder: PolicyHolder, *, access: Access | None = None,
                  max_batch: int = 1000, max_response_bytes: int = 4 * 1024 * 1024,
-                 audit: AuditLog | None = None, metrics=None):
+                 audit: AuditLog | None = None, metrics=None, shadow=None):
         self.holder = holder
+        self.shadow = shadow  # shadow.Shadow with --shadow, else None
         self.metrics = metrics
         self.in_flight = InFlight()
         self.access = access or Access({}, verified=False)
@@ -198,6 +202,13 @@ class AuthorizerService:
         self._refuse(context, entry_point, grpc.StatusCode.PERMISSION_DENIED, message,
                      record.refused("permission_denied", message, (),
                                     policy_revision=self.holder.current.policy.revision))
+
+    def _compare(self, method: str, message, answer: Answer) -> None:
+        """Decide again with the shadow candidate; a difference goes into the answer's record."""
+        difference = self.shadow.compare(method, convert.request_to_dict(message),
+                                         answer.decision, answer.time_us)
+        if difference is not None and answer.decided is not None:
+            answer.decided = record.with_shadow(answer.decided, difference)
 
     def Decide(self, request, context: grpc.ServicerContext) -> bytes:
         if self.metrics is None:
@@ -241,6 +252,8 @@ class AuthorizerService:
                 # SECURITY: a failure while deciding is an error, never a permit.
                 log.exception("Decide failed")
                 context.abort(grpc.StatusCode.INTERNAL, "the request could not be decided")
+            if self.shadow is not None:
+                self._compare("Decide", request, answer)
             if recorded:
                 self._record(context, "Decide",
                              [(answer.decided, answer.decision_id, answer.time_us)])
@@ -284,6 +297,8 @@ class AuthorizerService:
                         answer = decide_one(snapshot, item, clock, accept_request_time=accept,
                                             recorded=recorded, file_name=self._file_name)
                         results.append(wire.batch_decision(answer.encoded))
+                        if self.shadow is not None:
+                            self._compare("DecideBatch", item, answer)
                         if metrics is not None:
                             metrics.decided("DecideBatch", *answer.outcome)
                         if recorded:
@@ -329,6 +344,10 @@ class AuthorizerService:
                              rule_count=len(policy.rules), grant_count=len(policy.grants),
                              policy_dir=public_source(source),
                              calls_in_flight=self.in_flight.count)
+        if self.shadow is not None:
+            info.shadow_revision = self.shadow.revision
+            info.shadow_compared = self.shadow.compared
+            info.shadow_differences = self.shadow.differences
         failure = self.holder.last_failure
         if failure is not None:
             info.last_reload_error.CopyFrom(pb.ReloadError(
@@ -377,11 +396,11 @@ def _handlers(service: AuthorizerService) -> dict:
 
 def register(server: grpc.Server, holder: PolicyHolder, config, *,
              audit: AuditLog | None = None, metrics=None,
-             access: Access | None = None) -> AuthorizerService:
+             access: Access | None = None, shadow=None) -> AuthorizerService:
     """Add tiergate.v1.Authorizer to `server` (the app.py registration contract)."""
     service = AuthorizerService(holder, access=access, max_batch=config.max_batch,
                                 max_response_bytes=config.max_response_bytes, audit=audit,
-                                metrics=metrics)
+                                metrics=metrics, shadow=shadow)
     handlers = _handlers(service)
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))

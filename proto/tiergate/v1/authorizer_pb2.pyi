@@ -210,7 +210,7 @@ class ReloadError(_message.Message):
     def __init__(self, failed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ..., diagnostics: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PolicyInfo(_message.Message):
-    __slots__ = ("policy_revision", "loaded_at", "rule_count", "grant_count", "policy_dir", "last_reload_error", "calls_in_flight")
+    __slots__ = ("policy_revision", "loaded_at", "rule_count", "grant_count", "policy_dir", "last_reload_error", "calls_in_flight", "shadow_revision", "shadow_compared", "shadow_differences")
     POLICY_REVISION_FIELD_NUMBER: _ClassVar[int]
     LOADED_AT_FIELD_NUMBER: _ClassVar[int]
     RULE_COUNT_FIELD_NUMBER: _ClassVar[int]
@@ -218,6 +218,9 @@ class PolicyInfo(_message.Message):
     POLICY_DIR_FIELD_NUMBER: _ClassVar[int]
     LAST_RELOAD_ERROR_FIELD_NUMBER: _ClassVar[int]
     CALLS_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_REVISION_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_COMPARED_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_DIFFERENCES_FIELD_NUMBER: _ClassVar[int]
     policy_revision: str
     loaded_at: _timestamp_pb2.Timestamp
     rule_count: int
@@ -225,4 +228,7 @@ class PolicyInfo(_message.Message):
     policy_dir: str
     last_reload_error: ReloadError
     calls_in_flight: int
-    def __init__(self, policy_revision: _Optional[str] = ..., loaded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., rule_count: _Optional[int] = ..., grant_count: _Optional[int] = ..., policy_dir: _Optional[str] = ..., last_reload_error: _Optional[_Union[ReloadError, _Mapping]] = ..., calls_in_flight: _Optional[int] = ...) -> None: ...
+    shadow_revision: str
+    shadow_compared: int
+    shadow_differences: int
+    def __init__(self, policy_revision: _Optional[str] = ..., loaded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., rule_count: _Optional[int] = ..., grant_count: _Optional[int] = ..., policy_dir: _Optional[str] = ..., last_reload_error: _Optional[_Union[ReloadError, _Mapping]] = ..., calls_in_flight: _Optional[int] = ..., shadow_revision: _Optional[str] = ..., shadow_compared: _Optional[int] = ..., shadow_differences: _Optional[int] = ...) -> None: ...
