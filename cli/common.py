@@ -13,10 +13,11 @@ from tiergate.grammar.diagnostics import Diagnostic, render_human, render_json, 
 def server_extra_missing(command: str) -> bool:
     """Whether `command` cannot run because the service's packages (tiergate[server]) are not
     installed; says how to install them when so."""
+    import importlib
+
     try:
-        import envoy.service.auth.v3  # noqa: F401  (xds-protos)
-        import grpc  # noqa: F401
-        import prometheus_client  # noqa: F401
+        for module in ("grpc", "envoy.service.auth.v3", "prometheus_client"):
+            importlib.import_module(module)
     except ImportError as missing:
         print(f"error: tiergate {command} needs the service's packages ({missing.name} is not "
               "installed): pip install 'tiergate[server]'", file=sys.stderr)

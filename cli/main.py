@@ -24,6 +24,7 @@ SUBCOMMANDS = (
     "gateway",
     "bundle",
     "audit",
+    "policy-info",
 )
 
 
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tiergate", description="Policy-as-code authorization for tiered health data.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
-        importlib.import_module(f"tiergate.cli.{name}").register(subparsers)
+        importlib.import_module(f"tiergate.cli.{name.replace('-', '_')}").register(subparsers)
     return parser
 
 

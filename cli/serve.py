@@ -65,6 +65,10 @@ def register(subparsers) -> None:
                         help="decide every call with this policy directory too, answer with "
                         "POLICY_DIR, and count, log and record each call it would answer "
                         "differently")
+    parser.add_argument("--health-listen", metavar="HOST:PORT",
+                        help="serve gRPC health alone here, in plaintext (Kubernetes probes)")
+    parser.add_argument("--trace-exporter", choices=("off", "otlp", "console"),
+                        help="OpenTelemetry spans for each call (needs tiergate[tracing])")
     parser.add_argument("--tls-cert", metavar="PEM",
                         help="serve TLS with this certificate chain (re-read when it changes)")
     parser.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
@@ -104,7 +108,8 @@ def run(args) -> int:
              "tls_cert": args.tls_cert, "tls_key": args.tls_key,
              "tls_client_ca": args.tls_client_ca, "allow_plaintext": args.allow_plaintext,
              "rate_limit": args.rate_limit, "default_deadline": args.default_deadline,
-             "max_response_bytes": args.max_response_bytes, "shadow": args.shadow}
+             "max_response_bytes": args.max_response_bytes, "shadow": args.shadow,
+             "health_listen": args.health_listen, "trace_exporter": args.trace_exporter}
     try:
         config = load_config(flags, config_file=args.config)
     except ConfigError as problem:

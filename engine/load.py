@@ -37,6 +37,9 @@ def policy_files(directory: str | Path) -> list[Path]:
     name ends in .policy, .catalog.csv or .catalog.jsonl is one; anything among them that is not
     a readable regular file (a dangling link, a FIFO, a directory so named), and any directory
     that cannot be listed, is an error naming the path: a load never goes on without a file.
+    Directories whose names start with a dot are not part of the set: `.git`, and the `..data`
+    and `..2026_…` directories through which Kubernetes swaps a mounted ConfigMap (its files
+    are links into them; reading both would declare everything twice).
     """
     root = Path(directory)
     if not root.is_dir():
@@ -69,7 +72,8 @@ def policy_files(directory: str | Path) -> list[Path]:
                 problems.append(_error("TG004", f"{path} is a directory, not a policy file",
                                        "rename it: a name ending in .policy is a policy file"))
             elif is_dir:
-                pending.append(path)
+                if not entry.name.startswith("."):
+                    pending.append(path)
             elif entry.name.endswith(SUFFIXES):
                 try:
                     regular = stat.S_ISREG(os.stat(path).st_mode)

@@ -201,7 +201,8 @@ class Access:
 
     def __init__(self, table: dict[str, tuple[str, ...]], *, verified: bool,
                  accept_request_time: bool = False, limiter: RateLimiter | None = None,
-                 default_deadline: float = float("inf"), on_refused: Refusal | None = None):
+                 default_deadline: float = float("inf"), on_refused: Refusal | None = None,
+                 tracing=None):
         defaults = {p: (ANYONE,) for p in OPEN_BY_DEFAULT}
         if accept_request_time:
             defaults["request_time"] = (ANYONE,)
@@ -214,6 +215,7 @@ class Access:
         self.limiter = limiter
         self.default_deadline = default_deadline
         self.on_refused = on_refused
+        self.tracing = tracing  # tracing.Tracing, or None: then no span is made
 
     def allows(self, caller: Caller, permission: str) -> bool:
         if permission in self._anyone:
@@ -259,6 +261,12 @@ class Access:
                 return None
 
             def call(request, context):
+                if access.tracing is None:
+                    return checked(request, context)
+                with access.tracing.span(method, context):
+                    return checked(request, context)
+
+            def checked(request, context):
                 caller = access._caller_of(context)
                 if access.limiter is not None and not access.limiter.take(caller.key):
                     # Not recorded: a flood would otherwise fill the audit log.

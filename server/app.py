@@ -38,7 +38,6 @@ import sys
 import threading
 from concurrent import futures
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -61,6 +60,7 @@ from .reload import PolicyWatcher
 from .shadow import Shadow
 from .sources import DirectorySource, source_for
 from .tls import CertificateFiles, TLSError
+from .tracing import Tracing, TracingError
 
 log = logging.getLogger("tiergate.server")
 
@@ -94,6 +94,9 @@ class RunningServer:
     tls: CertificateFiles | None = None  # the TLS files being served, re-read on change
     shadow: Shadow | None = None  # --shadow: the candidate decided beside the served policy
     shadow_watcher: PolicyWatcher | None = None
+    tracing: Tracing | None = None
+    health_server: grpc.Server | None = None  # health_listen: probes without TLS
+    health_port: int = 0
 
     def stop(self, grace: float | None = None) -> None:
         """Refuse new calls, let calls in flight finish for up to `grace` seconds, stop."""
@@ -102,10 +105,14 @@ class RunningServer:
             if watcher is not None:
                 watcher.stop()
         self.server.stop(grace).wait()
+        if self.health_server is not None:
+            self.health_server.stop(0)
         if self.metrics is not None:
             self.metrics.stop()
         if self.audit is not None:
             self.audit.close()  # commits what is left and writes a last checkpoint
+        if self.tracing is not None:
+            self.tracing.shutdown()  # sends the spans still batched
 
 
 def open_audit_log(config: ServeConfig, on_health) -> AuditLog | None:
@@ -184,7 +191,7 @@ def refusal_recorder(holder: PolicyHolder, audit: AuditLog | None):
 
 
 def start_server(config: ServeConfig, *, policy: PolicySet | None = None,
-                 clock: Clock = now_micros) -> RunningServer:
+                 clock: Clock = now_micros, tracing: Tracing | None = None) -> RunningServer:
     """Load the policy (unless given), start serving on config.listen, start watching.
 
     Raises DiagnosticError when the policy set does not load, RuntimeError when the address
@@ -215,6 +222,13 @@ def start_server(config: ServeConfig, *, policy: PolicySet | None = None,
                                      policy_dir=str(candidate_source), clock=clock))
         log.info("shadow: deciding every call with %s too (revision %s)", config.shadow,
                  shadow.revision)
+    if tracing is None and config.trace_exporter != "off":
+        try:
+            tracing = Tracing.from_exporter(config.trace_exporter)
+        except TracingError as problem:
+            raise RuntimeError(str(problem)) from None
+    if tracing is not None:
+        tracing.activate()
     tls = open_tls(config)
     audit = open_audit_log(config, on_audit_health)
     metrics = Metrics(holder, audit) if config.metrics_listen else None
@@ -226,7 +240,7 @@ def start_server(config: ServeConfig, *, policy: PolicySet | None = None,
                                          or max(1, int(config.rate_limit)))
                              if config.rate_limit else None),
                     default_deadline=config.default_deadline,
-                    on_refused=refusal_recorder(holder, audit))
+                    on_refused=refusal_recorder(holder, audit), tracing=tracing)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.threads,
                                                     thread_name_prefix="tiergate-rpc"),
                          options=server_options(config),
@@ -271,8 +285,32 @@ def start_server(config: ServeConfig, *, policy: PolicySet | None = None,
         if shadow is not None:
             shadow_watcher = PolicyWatcher(shadow.holder, interval=config.reload_interval,
                                            source=DirectorySource(config.shadow)).start()
-    return RunningServer(server, port, holder, health_servicer, watcher, services, all_names,
-                         source, audit, metrics, tls, shadow, shadow_watcher)
+    running = RunningServer(server, port, holder, health_servicer, watcher, services, all_names,
+                            source, audit, metrics, tls, shadow, shadow_watcher, tracing)
+    if config.health_listen is not None:
+        try:
+            running.health_server, running.health_port = serve_health(config, health_servicer)
+        except RuntimeError:
+            running.stop(0)
+            raise
+    return running
+
+
+LIVENESS = "tiergate.liveness"
+
+
+def serve_health(config: ServeConfig, servicer: health.HealthServicer) -> tuple[grpc.Server, int]:
+    """grpc.health.v1 alone on health_listen, in plaintext (kubelet's probes)."""
+    servicer.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1,
+                                                    thread_name_prefix="tiergate-health"),
+                         options=[("grpc.so_reuseport", 1 if config.reuse_port else 0)])
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    port = server.add_insecure_port(config.health_listen)
+    if port == 0:
+        raise RuntimeError(f"cannot serve health checks on {config.health_listen}")
+    server.start()
+    return server, port
 
 
 def serve(config: ServeConfig, *, ready_message: bool = True) -> int:

@@ -19,6 +19,8 @@
     audit_chain = "gw-1"             # this process's chain (default: host, start time, pid)
     audit_checkpoint_interval = 10.0 # seconds between signed checkpoints
     metrics_listen = "127.0.0.1:9464"  # Prometheus metrics (GET /metrics); off when unset
+    health_listen = "0.0.0.0:50052"    # plaintext gRPC health only, for kubelet probes
+    trace_exporter = "otlp"            # OpenTelemetry spans, one a call (tiergate[tracing])
     tls_cert = "tls/tls.crt"         # TLS on the port (re-read when the files change)
     tls_key = "tls/tls.key"
     tls_client_ca = "tls/ca.crt"     # mutual TLS: callers must present a certificate it issued
@@ -110,6 +112,12 @@ class ServeConfig(BaseModel):
     # Prometheus metrics over HTTP (server/metrics.py), e.g. "127.0.0.1:9464"; off when unset.
     # With --workers N, worker i serves on the port + i - 1 (port 0: each picks a free one).
     metrics_listen: str | None = None
+    # gRPC health alone, in plaintext, on its own port: kubelet's gRPC probes cannot present a
+    # client certificate. Service "" is readiness (NOT_SERVING while the audit log cannot be
+    # written, or draining); "tiergate.liveness" is SERVING while the process runs.
+    health_listen: str | None = None
+    # OpenTelemetry traces (server/tracing.py): "otlp", "console" or "off".
+    trace_exporter: Literal["off", "otlp", "console"] = "off"
     # How long a call waits for its record to commit before it fails (UNAVAILABLE).
     audit_wait_seconds: float = Field(5.0, gt=0)
     # TLS on the port (server/tls.py); with tls_client_ca, mutual TLS: every caller presents a
@@ -129,7 +137,7 @@ class ServeConfig(BaseModel):
     # Answers larger than this are RESOURCE_EXHAUSTED instead of being sent (split the batch).
     max_response_bytes: int = Field(4 * 1024 * 1024, gt=0)
 
-    @field_validator("listen", "metrics_listen")
+    @field_validator("listen", "metrics_listen", "health_listen")
     @classmethod
     def _host_and_port(cls, value: str | None) -> str | None:
         if value is None:

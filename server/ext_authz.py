@@ -42,6 +42,7 @@ from tiergate.engine.timeutil import now_micros
 from .access import Access, current_caller
 from .mapping import ATTRIBUTES, MAPPING_FILE, GatewayMapping, MappingError, MappingProblem, load_mapping
 from .metrics import outcome_of
+from .tracing import note_decision
 
 log = logging.getLogger("tiergate.ext_authz")
 
@@ -100,6 +101,7 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
     def check(self, request: external_auth_pb2.CheckRequest,
               context=None) -> external_auth_pb2.CheckResponse:
         response, decided, decision_id = self._answer(request)
+        note_decision(decision_id, "PERMIT" if response.status.code == 0 else "DENY")
         if self._audit is None:
             return response
         address = request.attributes.source.address.socket_address

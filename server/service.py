@@ -25,6 +25,7 @@ from .access import Access, current_caller, deadline_passed
 from .cache import next_decision_id
 from .holder import PolicyHolder, Snapshot
 from .metrics import outcome_of
+from .tracing import note_decision
 
 log = logging.getLogger("tiergate.server")
 
@@ -259,6 +260,7 @@ class AuthorizerService:
                              [(answer.decided, answer.decision_id, answer.time_us)])
             if self.metrics is not None:
                 self.metrics.decided("Decide", *answer.outcome)
+            note_decision(answer.decision_id, answer.outcome[0], snapshot.policy.revision)
             return answer.encoded
 
     def DecideBatch(self, request, context: grpc.ServicerContext) -> bytes:
@@ -331,6 +333,7 @@ class AuthorizerService:
                 context.abort(grpc.StatusCode.INTERNAL, "the batch could not be decided")
             if recorded and answers:
                 self._record(context, "DecideBatch", answers)
+        note_decision(f"{len(results)} decisions", "BATCH", snapshot.policy.revision)
         return b"".join(results)  # the serialized DecideBatchResponse
 
     def GetPolicyInfo(self, request, context: grpc.ServicerContext) -> pb.PolicyInfo:

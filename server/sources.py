@@ -11,6 +11,7 @@ an unchanged bundle costs a 304 and no download. Only http and https URLs are fe
 from __future__ import annotations
 
 import hashlib
+import os
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -18,10 +19,11 @@ from urllib.parse import urlparse
 
 from tiergate.engine import DiagnosticError
 from tiergate.engine.bundle import MAX_BUNDLE_BYTES, read_bundle
-from tiergate.engine.load import read_policy_sources, revision_of
+from tiergate.engine.load import policy_files, read_policy_sources, revision_of
 from tiergate.grammar.diagnostics import Diagnostic
 
 FETCH_TIMEOUT_S = 10.0
+SWAP_RETRIES = 3
 
 
 def _fetch_error(message: str) -> DiagnosticError:
@@ -36,8 +38,24 @@ class DirectorySource:
         return str(self.directory)
 
     def read(self) -> tuple[dict[str, str], str]:
-        sources = read_policy_sources(self.directory)
-        return sources, revision_of(sources, self.directory)
+        """The set as one revision. Deploy tools swap a whole directory behind a link (git-sync
+        its worktree, Kubernetes a ConfigMap's `..data`); a swap between two files' reads would
+        mix revisions, so the links are resolved before and after, and a set read across a
+        swap is read again."""
+        for _ in range(SWAP_RETRIES):
+            before = self._resolved()
+            sources = read_policy_sources(self.directory)
+            if self._resolved() == before:
+                return sources, revision_of(sources, self.directory)
+        raise _fetch_error(f"{self.directory}: the policy files kept changing while they were "
+                           f"read ({SWAP_RETRIES} times); trying again at the next poll")
+
+    def _resolved(self) -> tuple[str, ...]:
+        try:
+            files = policy_files(self.directory)
+        except DiagnosticError:
+            return ()  # read_policy_sources reports it
+        return (os.path.realpath(self.directory), *(os.path.realpath(f) for f in files))
 
 
 class BundleSource:

@@ -7,14 +7,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 
 import pytest
 
 from tiergate.server.app import start_server
 from tiergate.server.config import ServeConfig
+from tiergate.server.sources import DirectorySource
 
 from conftest import POLICIES, as_stated_directory, instant
-from server_support import poll_until
+from server_support import poll_until, write_atomically
 from envoy_support import (GATEWAY_ID, IdentityProvider, Upstream, envoy_binary, envoy_config,
                            free_port, http, running_envoy, write_gateway_files)
 from pki import Authority
@@ -157,3 +159,67 @@ def test_tiergate_down_means_envoy_denies(tmp_path):
     # The 403 is Envoy's own: no Tiergate body, no decision id.
     assert "x-tiergate-decision-id" not in {k.lower() for k in headers}
     assert b"decision_id" not in body
+
+
+def test_three_replicas_behind_envoy_converge_on_a_policy_change(tmp_path):
+    """Three replicas, each polling its own checkout (as git-sync gives each pod), behind one
+    Envoy cluster (round robin); the checkouts change one after another under load."""
+    ca, idp = Authority(), IdentityProvider()
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    key, cert = ca.server_cert().write(tls, "tiergate")
+    (tls / "ca.crt").write_bytes(ca.pem)
+    files = write_gateway_files(tmp_path / "etc-envoy", ca, idp)
+    checkouts, replicas = [], []
+    for index in range(3):
+        checkout = tmp_path / f"pod-{index}" / "policies"
+        checkout.parent.mkdir()
+        shutil.copytree(as_stated_directory(), checkout)
+        checkouts.append(checkout)
+    before = DirectorySource(checkouts[0]).read()[1]
+    grants = (checkouts[0] / "grants.policy").read_text(encoding="utf-8")
+    changed = grants.replace("2027-06-30T00:00:00+08:00", "2027-09-30T00:00:00+08:00", 1)
+    assert changed != grants
+    try:
+        for index, checkout in enumerate(checkouts):
+            config = ServeConfig(policy_dir=checkout, listen="127.0.0.1:0", reload_interval=0.1,
+                                 tls_cert=cert, tls_key=key, tls_client_ca=tls / "ca.crt",
+                                 audit_log=str(tmp_path / f"audit-{index}.db"),
+                                 audit_chain=f"pod-{index}", access={"check": [GATEWAY_ID]},
+                                 mapping=POLICIES / "gateway.toml")
+            replicas.append(start_server(config, clock=lambda: NOW))
+        with Upstream() as upstream:
+            port, admin = free_port(), free_port()
+            text = envoy_config(listen=port, admin=admin,
+                                tiergate_ports=[r.port for r in replicas],
+                                upstream=upstream.port, files=files)
+            with running_envoy(text, tmp_path, port=port, admin=admin) as envoy:
+                seen = []
+
+                def ask_once():
+                    status, _, body = ask(envoy, idp)
+                    assert status == 200, body
+                    upstream_saw = json.loads(body)
+                    seen.append(upstream_saw["x-tiergate-policy-revision"])
+                    return upstream_saw
+
+                for _ in range(30):
+                    ask_once()
+                for checkout in checkouts:  # a staggered rollout of one commit
+                    write_atomically(checkout / "grants.policy", changed)
+                    for _ in range(10):
+                        ask_once()
+                after = DirectorySource(checkouts[0]).read()[1]
+                assert poll_until(lambda: all(r.holder.current.policy.revision == after
+                                              for r in replicas), 20)
+                converged = [ask_once() for _ in range(30)]
+        assert set(seen) <= {before, after}  # every answer names a revision that loaded whole
+        assert before in seen and after in seen
+        assert all(h["x-tiergate-policy-revision"] == after for h in converged)
+        assert all('"2027-09-30T00:00:00+08:00"' in h["x-tiergate-obligations"]
+                   for h in converged)
+    finally:
+        for replica in replicas:
+            replica.stop(0)
+    answered = [len(records(tmp_path / f"audit-{i}.db")) for i in range(3)]
+    assert sum(answered) >= 90 and min(answered) >= 10, answered  # round robin reached all

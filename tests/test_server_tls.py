@@ -8,11 +8,11 @@ client against a real server on 127.0.0.1.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import ssl
 import threading
-import time
 
 import grpc
 import pytest
@@ -57,7 +57,7 @@ ACCESS = {"decide": [GATEWAY, AUDITOR], "decide_batch": [GATEWAY], "check": [GAT
 def tls_server(tmp_path, tls_files, **settings):
     config = ServeConfig(policy_dir=as_stated_directory(), listen="127.0.0.1:0",
                          reload_interval=0, threads=4, audit_log=str(tmp_path / "audit.db"),
-                         audit_chain="tls-1", **{"access": ACCESS, **tls_files, **settings})
+                         **{"audit_chain": "tls-1", "access": ACCESS, **tls_files, **settings})
     running = start_server(config, clock=lambda: NOW)
     try:
         yield running
@@ -289,3 +289,31 @@ def test_plaintext_is_for_loopback_and_callers_are_named_only_under_mutual_tls(t
     with pytest.raises(ConfigError, match="not an identity"):
         load_config({"policy_dir": policies, **tls_files,
                      "access": {"decide": ["https://gateway"]}}, environ={})
+
+
+def test_a_rollout_waits_for_every_replica_to_serve_the_revision(tmp_path, ca, tls_files):
+    import io
+
+    from tiergate.cli.main import main as tiergate
+
+    rollout = ca.issue(dns=(OPS,))
+    key, cert = rollout.write(tmp_path, "rollout")
+    (tmp_path / "client-ca.crt").write_bytes(ca.pem)
+    (tmp_path / "b").mkdir()  # the second replica's audit log
+
+    def policy_info(*argv):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+            code = tiergate(["policy-info", *argv, "--ca", str(tmp_path / "client-ca.crt"),
+                             "--cert", str(cert), "--key", str(key), "--format", "json"])
+        return code, out.getvalue()
+
+    with tls_server(tmp_path, tls_files) as first, \
+            tls_server(tmp_path / "b", tls_files, audit_chain="tls-2") as second:
+        revision = first.holder.current.policy.revision
+        targets = [f"localhost:{first.port}", f"localhost:{second.port}"]
+        served, report = policy_info(*targets, "--expect", revision)
+        other, _ = policy_info(*targets, "--expect", "sha256:" + "0" * 64)
+    assert served == 0 and json.loads(report)["ok"]
+    assert set(json.loads(report)["replicas"]) == set(targets)
+    assert other == 2
