@@ -202,7 +202,7 @@ class Access:
     def __init__(self, table: dict[str, tuple[str, ...]], *, verified: bool,
                  accept_request_time: bool = False, limiter: RateLimiter | None = None,
                  default_deadline: float = float("inf"), on_refused: Refusal | None = None,
-                 tracing=None):
+                 tracing=None, metrics=None):
         defaults = {p: (ANYONE,) for p in OPEN_BY_DEFAULT}
         if accept_request_time:
             defaults["request_time"] = (ANYONE,)
@@ -216,6 +216,7 @@ class Access:
         self.default_deadline = default_deadline
         self.on_refused = on_refused
         self.tracing = tracing  # tracing.Tracing, or None: then no span is made
+        self.metrics = metrics  # metrics.Metrics, or None: refused calls are not counted
 
     def allows(self, caller: Caller, permission: str) -> bool:
         if permission in self._anyone:
@@ -270,11 +271,15 @@ class Access:
                 caller = access._caller_of(context)
                 if access.limiter is not None and not access.limiter.take(caller.key):
                     # Not recorded: a flood would otherwise fill the audit log.
+                    if access.metrics is not None:
+                        access.metrics.call_refused(short, "rate_limited")
                     context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                   f"{caller.describe()} is over its rate limit "
                                   f"({access.limiter.rate:g} calls/s); slow down / 调用过于频繁")
                 if permission is None or not access.allows(caller, permission):
                     log.warning("permission denied: %s called %s", caller.describe(), method)
+                    if access.metrics is not None:
+                        access.metrics.call_refused(short, "permission_denied")
                     access.refuse(context, caller, short, grpc.StatusCode.PERMISSION_DENIED,
                                   access.denial(caller, permission or "-", method))
                 token = _current.set(caller)

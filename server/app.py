@@ -240,7 +240,8 @@ def start_server(config: ServeConfig, *, policy: PolicySet | None = None,
                                          or max(1, int(config.rate_limit)))
                              if config.rate_limit else None),
                     default_deadline=config.default_deadline,
-                    on_refused=refusal_recorder(holder, audit), tracing=tracing)
+                    on_refused=refusal_recorder(holder, audit), tracing=tracing,
+                    metrics=metrics)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.threads,
                                                     thread_name_prefix="tiergate-rpc"),
                          options=server_options(config),

@@ -11,6 +11,7 @@
     tiergate_audit_commit_seconds                      histogram of group commit time
     tiergate_audit_records_total                       records committed by this process
     tiergate_audit_healthy                             1 while the log can be written
+    tiergate_calls_refused_total{method, reason}       permission_denied, rate_limited (access.py)
     tiergate_shadow_compared_total{method}             decisions the shadow candidate re-made
     tiergate_shadow_differences_total{method, served, candidate}   ... with another answer
     tiergate_shadow_policy_info{revision}              the candidate's revision (serve --shadow)
@@ -58,6 +59,9 @@ class Metrics:
             "tiergate_shadow_differences", "Decisions the shadow candidate would answer with "
             "another effect or other obligations", ("method", "served", "candidate"),
             registry=self.registry)
+        self._calls_refused = Counter("tiergate_calls_refused", "Calls refused before they "
+                                      "reached a handler: by [access] or the rate limit",
+                                      ("method", "reason"), registry=self.registry)
         self.shadow = None  # set by app.py with --shadow, for the revision at scrape time
         # PERF: .labels() costs more than .inc(); children are looked up once per label set.
         self._children: dict = {}
@@ -84,6 +88,9 @@ class Metrics:
     def refused(self, method: str, attributes) -> None:
         for attribute in attributes:
             self._errors.labels(method, attribute or "-").inc()
+
+    def call_refused(self, method: str, reason: str) -> None:
+        self._calls_refused.labels(method, reason).inc()
 
     def shadow_compared(self, method: str, served: str, candidate: str, differs: bool) -> None:
         self._shadow_compared.labels(method).inc()

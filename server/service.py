@@ -200,6 +200,8 @@ class AuthorizerService:
         """Refuse (PERMISSION_DENIED, recorded) a caller asking for what it may not have."""
         message = self.access.denial(current_caller(), permission)
         log.warning("permission denied: %s", message)
+        if self.metrics is not None:
+            self.metrics.call_refused(entry_point, "permission_denied")
         self._refuse(context, entry_point, grpc.StatusCode.PERMISSION_DENIED, message,
                      record.refused("permission_denied", message, (),
                                     policy_revision=self.holder.current.policy.revision))

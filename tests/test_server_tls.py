@@ -13,10 +13,12 @@ import os
 import socket
 import ssl
 import threading
+import urllib.request
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
 
 from tiergate.server.app import start_server
 from tiergate.server.config import ConfigError, ServeConfig, load_config
@@ -256,7 +258,8 @@ def test_the_certificate_rotates_under_load_without_a_failed_call(tmp_path, ca, 
 
 def test_one_caller_over_its_rate_limit_does_not_slow_another(tmp_path, ca, tls_files):
     greedy, other = ca.issue(uris=(GATEWAY,)), ca.issue(dns=(OPS,))
-    with tls_server(tmp_path, tls_files, rate_limit=5, rate_burst=5) as running:
+    with tls_server(tmp_path, tls_files, rate_limit=5, rate_burst=5,
+                    metrics_listen="127.0.0.1:0") as running:
         with channel_for(running.port, ca, greedy) as channel:
             stub = pb_grpc.AuthorizerStub(channel)
             codes = []
@@ -270,9 +273,15 @@ def test_one_caller_over_its_rate_limit_does_not_slow_another(tmp_path, ca, tls_
         with channel_for(running.port, ca, other) as channel:
             other_answer = pb_grpc.AuthorizerStub(channel).GetPolicyInfo(
                 pb.GetPolicyInfoRequest(), timeout=5)
+        scraped = urllib.request.urlopen(f"http://127.0.0.1:{running.metrics.port}/metrics",
+                                         timeout=5).read().decode()
     assert codes.count(grpc.StatusCode.OK) <= 6  # the burst, and what refilled meanwhile
     assert grpc.StatusCode.RESOURCE_EXHAUSTED in codes and "rate limit" in details
     assert other_answer.rule_count > 0
+    limited = [s.value for f in text_string_to_metric_families(scraped) for s in f.samples
+               if s.name == "tiergate_calls_refused_total"
+               and s.labels == {"method": "GetPolicyInfo", "reason": "rate_limited"}]
+    assert limited == [codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED)]
 
 
 def test_plaintext_is_for_loopback_and_callers_are_named_only_under_mutual_tls(tmp_path,
