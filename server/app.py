@@ -232,6 +232,8 @@ def start_server(config: ServeConfig, *, policy: PolicySet | None = None,
     tls = open_tls(config)
     audit = open_audit_log(config, on_audit_health)
     metrics = Metrics(holder, audit) if config.metrics_listen else None
+    if metrics is not None:
+        metrics.tls = tls
     if shadow is not None and metrics is not None:
         shadow.metrics, metrics.shadow = metrics, shadow
     access = Access(config.access, verified=tls is not None and tls.mutual,

@@ -11,6 +11,8 @@
     tiergate_audit_commit_seconds                      histogram of group commit time
     tiergate_audit_records_total                       records committed by this process
     tiergate_audit_healthy                             1 while the log can be written
+    tiergate_tls_certificate_expiry_timestamp_seconds  when the served certificate expires
+    tiergate_tls_rotations_total                       certificate files reloaded without restart
     tiergate_calls_refused_total{method, reason}       permission_denied, rate_limited (access.py)
     tiergate_shadow_compared_total{method}             decisions the shadow candidate re-made
     tiergate_shadow_differences_total{method, served, candidate}   ... with another answer
@@ -62,6 +64,7 @@ class Metrics:
         self._calls_refused = Counter("tiergate_calls_refused", "Calls refused before they "
                                       "reached a handler: by [access] or the rate limit",
                                       ("method", "reason"), registry=self.registry)
+        self.tls = None  # tls.CertificateFiles, set by app.py when serving TLS
         self.shadow = None  # set by app.py with --shadow, for the revision at scrape time
         # PERF: .labels() costs more than .inc(); children are looked up once per label set.
         self._children: dict = {}
@@ -157,6 +160,12 @@ class _ScrapeTime:
         soon = sum(1 for g in policy.grants if now <= g.expires < now + 30 * _DAY_US)
         yield GaugeMetricFamily("tiergate_grants_expiring_30d",
                                 "Grants that expire within 30 days", value=soon)
+        if metrics.tls is not None:
+            yield GaugeMetricFamily("tiergate_tls_certificate_expiry_timestamp_seconds",
+                                    "When the certificate being served expires",
+                                    value=metrics.tls.material.not_after.timestamp())
+            yield CounterMetricFamily("tiergate_tls_rotations", "TLS files reloaded",
+                                      value=metrics.tls.rotations)
         if metrics.shadow is not None:
             shadow = InfoMetricFamily("tiergate_shadow_policy", "The shadow candidate's revision")
             shadow.add_metric([], {"revision": metrics.shadow.revision})

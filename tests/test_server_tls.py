@@ -282,6 +282,9 @@ def test_one_caller_over_its_rate_limit_does_not_slow_another(tmp_path, ca, tls_
                if s.name == "tiergate_calls_refused_total"
                and s.labels == {"method": "GetPolicyInfo", "reason": "rate_limited"}]
     assert limited == [codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED)]
+    [expiry] = [s.value for f in text_string_to_metric_families(scraped) for s in f.samples
+                if s.name == "tiergate_tls_certificate_expiry_timestamp_seconds"]
+    assert expiry == running.tls.material.not_after.timestamp()
 
 
 def test_plaintext_is_for_loopback_and_callers_are_named_only_under_mutual_tls(tmp_path,
