@@ -11,6 +11,7 @@ from typing import Mapping, Sequence
 
 from tiergate.grammar import ast
 from tiergate.grammar.diagnostics import Diagnostic, DiagnosticError, Span, did_you_mean
+from tiergate.grammar.format import flat
 
 from . import model
 from .catalog import check_catalog, check_grant_datasets
@@ -214,15 +215,48 @@ class _Checker:
                            effect.span, "split it into several rules", rule.id)
                 return None
             if not conjuncts:
-                self.error("TG226", f"the condition of rule {rule.id} can never hold, so the "
-                           "rule never applies", effect.span,
-                           "look for tests on one attribute that contradict each other", rule.id)
+                self.never_holds(rule.id, effect, condition, vocabularies)
                 ok = False
         if not ok:
             return None
         return model.Rule(rule.id, kind, condition, conjuncts, needs_grant,
                           " ".join(c.value for c in rule.citations), messages["zh"],
                           messages["en"], templates, order, effect.otherwise, rule.span)
+
+    def never_holds(self, rule_id: str, effect, condition: model.Condition,
+                    vocabularies) -> None:
+        """TG226, naming the tests that contradict each other when two of the condition's
+        `and` parts do (or the one part that can never hold by itself)."""
+        domain = lambda a: model.domain_of(vocabularies, a)  # noqa: E731
+        written = effect.condition
+        parts = list(zip(written.operands, condition.operands)) if (
+            isinstance(written, ast.AllOf) and isinstance(condition, model.All)) else []
+        found = None
+        for index, (text, part) in enumerate(parts):
+            if not to_conjuncts(part, domain):
+                found = (text,)
+                break
+            for other_text, other in parts[index + 1:]:
+                if not to_conjuncts(model.All((part, other)), domain):
+                    found = (text, other_text)
+                    break
+            if found:
+                break
+        if found is None:
+            self.error("TG226", f"the condition of rule {rule_id} can never hold, so the rule "
+                       "never applies", effect.span,
+                       "look for tests on one attribute that contradict each other", rule_id)
+        elif len(found) == 1:
+            self.error("TG226", f"the condition of rule {rule_id} can never hold: `{flat(found[0])}`"
+                       " is never true, so the rule never applies", found[0].span,
+                       "remove or correct that test", rule_id)
+        else:
+            first, second = found
+            self.error("TG226", f"the condition of rule {rule_id} can never hold: "
+                       f"`{flat(first)}` (line {first.span.line}) and `{flat(second)}` (line "
+                       f"{second.span.line}) contradict each other, so the rule never applies",
+                       first.span, "keep the one you mean and remove or change the other",
+                       rule_id)
 
     def obligation(self, ref: ast.ObligationRef, rule_id: str, needs_grant: bool,
                    obligations) -> model.ObligationTemplate | None:

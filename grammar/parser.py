@@ -309,7 +309,7 @@ def _literal_keywords(parser: Lark, names) -> list[str]:
             pattern = parser.get_terminal(name).pattern
         except KeyError:
             continue
-        if pattern.type == "str" and pattern.value.isalpha():
+        if pattern.type == "str" and pattern.value.replace("_", "").isalpha():
             out.append(pattern.value)
     if "EFFECT" in names:
         out += ["permit", "deny"]
@@ -337,9 +337,96 @@ def _odd_character(rest: str) -> tuple[str, str, str, int] | None:
     return None
 
 
-def _syntax_diagnostic(error: UnexpectedInput, file: str, text: str) -> Diagnostic:
+# Where a top-level declaration starts: its keyword first on a line, its name, its `{`. Syntax
+# errors are recovered from at the next one, so that every error in a file is reported.
+# SECURITY: possessive quantifiers only; the scan is linear in the text.
+_DECLARATION = re.compile(
+    r"^[ \t]*+(?P<head>(?P<keyword>vocabulary|rule|grant|dataset)[ \t]++"
+    r"(?P<name>[A-Za-z][A-Za-z0-9_.\-]*+)|(?P<bare>catalog|unmet))[ \t]*+\{", re.M)
+MAX_SYNTAX_ERRORS = 20
+
+
+class _Declarations:
+    """The declaration heads of a text, found once, for recovery and for naming open blocks."""
+
+    def __init__(self, text: str):
+        self.heads = []
+        line, counted = 1, 0
+        for match in _DECLARATION.finditer(text):  # lines counted once, front to back
+            line += text.count("\n", counted, match.start())
+            counted = match.start()
+            self.heads.append((match.start(), line, match))
+
+    def after_line(self, line: int, *, inclusive: bool):
+        """The first head on a line after `line` (or on it, when inclusive)."""
+        for head in self.heads:
+            if head[1] > line or (inclusive and head[1] == line):
+                return head
+        return None
+
+    def open_at(self, line: int):
+        """The last head on a line before `line`: the block a parse error there is inside."""
+        last = None
+        for head in self.heads:
+            if head[1] >= line:
+                break
+            last = head
+        return last
+
+
+# The parser shares states between grant and dataset blocks, so it would offer a grant the
+# clauses only a dataset has, and the other way round.
+_CLAUSES = {"grant": {"grantee", "tier", "catalog", "dataset", "purpose", "action",
+                      "approved_by", "agreement", "expires"},
+            "dataset": {"label", "catalog", "tier", "personal", "owner", "shareable"}}
+
+
+def _other_blocks_clauses(heads: "_Declarations | None", line: int) -> set[str]:
+    """Clause keywords that belong only to the other kind of block than the one open at
+    `line` (nothing when no grant or dataset is open there)."""
+    opened = heads.open_at(line + 1) if heads is not None else None
+    keyword = opened[2].group("keyword") if opened is not None else None
+    if keyword not in _CLAUSES:
+        return set()
+    other = _CLAUSES["dataset" if keyword == "grant" else "grant"]
+    return other - _CLAUSES[keyword]
+
+
+def _unclosed_block(error: UnexpectedInput, file: str, text: str, line: int,
+                    heads: _Declarations) -> Diagnostic | None:
+    """A block left open: the end of the file, or the next declaration, where `}` could still
+    come. Points at the open block's first line, not at where the parser noticed."""
+    if not isinstance(error, UnexpectedToken) or "RBRACE" not in (error.expected or ()):
+        return None
+    at_end = error.token.type == "$END"
+    if not at_end:
+        head = heads.after_line(line - 1, inclusive=False)
+        if head is None or head[1] != line or head[2].group("keyword", "bare") == (None, None):
+            return None
+        keyword = head[2].group("keyword") or head[2].group("bare")
+        if str(error.token) != keyword:
+            return None
+    opened = heads.open_at(line if not at_end else len(text.splitlines()) + 1)
+    if opened is None:
+        return None
+    _, open_line, match = opened
+    what = match.group("head")
+    column = match.start("head") - match.start() + 1
+    where = "the end of the file" if at_end else f"line {line}"
+    return Diagnostic(
+        "TG105", f"{what} (line {open_line}) is not closed: its `}}` is missing before {where}",
+        Span(file, open_line, column, open_line, column + len(what)),
+        f"add }} at the end of {what}" + ("" if at_end else f", before line {line}"))
+
+
+def _syntax_diagnostic(error: UnexpectedInput, file: str, text: str, line_offset: int = 0,
+                       heads: _Declarations | None = None) -> Diagnostic:
     parser = _lark()
-    line, column = error.line, error.column
+    line, column = error.line + line_offset, error.column
+    if heads is not None:
+        unclosed = _unclosed_block(error, file, text, line, heads)
+        if unclosed is not None:
+            return unclosed
     if line >= 1 and not (isinstance(error, UnexpectedToken) and error.token.type == "$END"):
         lines = text.splitlines()
         odd = _odd_character(lines[line - 1][column - 1:] if line <= len(lines) else "")
@@ -362,10 +449,12 @@ def _syntax_diagnostic(error: UnexpectedInput, file: str, text: str) -> Diagnost
     else:
         found, width = "the end of the file", 1
     expected_names = getattr(error, "expected", None) or getattr(error, "allowed", None) or set()
-    expected = _describe_expected(parser, expected_names)
+    foreign = _other_blocks_clauses(heads, line)
+    expected = [w for w in _describe_expected(parser, expected_names) if w.strip("'") not in foreign]
     help_line = None
     if found.startswith("'"):
-        help_line = did_you_mean(found.strip("'"), _literal_keywords(parser, expected_names))
+        help_line = did_you_mean(found.strip("'"), [k for k in _literal_keywords(
+            parser, expected_names) if k not in foreign])
     if found == "'='":
         help_line = "to compare, write == (two equals signs)"
     if not help_line and '"' in found and found.count('"') % 2:
@@ -412,6 +501,51 @@ def _too_deep(tree, file: str) -> Diagnostic | None:
     return None
 
 
+def _glued_diagnostic(glued: _GluedKeyword, segment: str, file: str,
+                      line_offset: int) -> Diagnostic:
+    token = glued.token
+    word = re.match(r"\w{1,60}", segment[token.start_pos:]).group(0)
+    line = token.line + line_offset
+    return Diagnostic(
+        "TG100", f"unexpected '{word}': the keyword '{token}' runs into the word after it",
+        Span(file, line, token.column, line, token.column + len(word)),
+        f"put a space after {token} ({token} {word[len(str(token)):]}), or correct the word")
+
+
+def _every_syntax_error(rest: str, file: str, text: str) -> list[Diagnostic]:
+    """Every syntax error of a text that does not parse: after each, parsing starts again at
+    the next top-level declaration (at most MAX_SYNTAX_ERRORS, each segment read once)."""
+    # The heads of the text as written: where blocks the quick grant reader took out of
+    # `rest` begin too, so recovery restarts where it would without that reader.
+    heads = _Declarations(text)
+    # Lines and columns of `rest` are those of `text` (its offsets are not): restart by line.
+    line_starts = [0] + [m.end() for m in re.finditer("\n", rest)]
+    problems: list[Diagnostic] = []
+    start, line_offset = 0, 0
+    while len(problems) < MAX_SYNTAX_ERRORS:
+        segment = rest[start:]
+        _lexing.comments, _lexing.text = [], segment
+        try:
+            _lark().parse(segment)
+            break
+        except UnexpectedInput as error:
+            problem = _syntax_diagnostic(error, file, text, line_offset, heads)
+            error_line = (error.line if error.line >= 1 else segment.count("\n") + 1) + line_offset
+            if isinstance(error, UnexpectedToken) and error.token.type == "$END":
+                error_line = len(text.splitlines()) + 1
+        except _GluedKeyword as glued:
+            problem = _glued_diagnostic(glued, segment, file, line_offset)
+            error_line = glued.token.line + line_offset
+        problems.append(problem)
+        # A missing `}` is noticed at the next declaration: parse again from that one.
+        restart = heads.after_line(error_line, inclusive=problem.code == "TG105")
+        if restart is None:
+            break
+        line_offset = restart[1] - 1
+        start = line_starts[line_offset]
+    return problems
+
+
 def parse_policy(text: str, file: str) -> ast.PolicyFile:
     """Parse one policy file. Raises DiagnosticError on a syntax error."""
     if text.startswith("\ufeff"):
@@ -424,16 +558,8 @@ def parse_policy(text: str, file: str) -> ast.PolicyFile:
     _lexing.text = rest
     try:
         tree = _lark().parse(rest)
-    except UnexpectedInput as error:
-        raise DiagnosticError([_syntax_diagnostic(error, file, text)]) from None
-    except _GluedKeyword as glued:
-        token = glued.token
-        word = re.match(r"\w{1,60}", rest[token.start_pos:]).group(0)
-        raise DiagnosticError([Diagnostic(
-            "TG100", f"unexpected '{word}': the keyword '{token}' runs into the word after it",
-            Span(file, token.line, token.column, token.end_line, token.column + len(word)),
-            f"put a space after {token} ({token} {word[len(str(token)):]}), or correct the "
-            "word")]) from None
+    except (UnexpectedInput, _GluedKeyword):
+        raise DiagnosticError(_every_syntax_error(rest, file, text)) from None
     deep = _too_deep(tree, file)
     if deep is not None:
         raise DiagnosticError([deep])

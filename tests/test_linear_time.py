@@ -25,6 +25,11 @@ LAYOUTS = {
     "hashes before a stray word": lambda n: "#" * n + "\n" + "#" * n + " x\nnot a policy\n",
     # a grant clause with very many values
     "a long list of values": lambda n: "grant g {\n  tier " + ", ".join(["open"] * n) + "\n}\n",
+    # many blocks, each left open: every one is a place to recover at
+    "many unclosed blocks": lambda n: "".join(
+        f"rule r{i} {{\n  cite \"x\"\n" for i in range(n // 15 + 1)),
+    # one declaration head followed by a very long name and no brace
+    "a head without its brace": lambda n: "rule " + "a" * n + "\nrule b {\n",
     # many small grants
     "many grants": lambda n: "".join(
         f'grant g{i} {{ grantee o tier open catalog basic_info purpose education action query '
