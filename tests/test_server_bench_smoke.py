@@ -36,6 +36,7 @@ def test_server_bench_quick_run_measures_every_section(tmp_path):
     out, data = tmp_path / "server.md", tmp_path / "server.json"
     done = subprocess.run(
         [sys.executable, str(REPO / "bench" / "server_bench.py"), "--quick", "--duration", "0.5",
+         "--no-envoy",
          "--out", str(out), "--json", str(data)],
         capture_output=True, text=True, encoding="utf-8", timeout=180, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
