@@ -81,7 +81,8 @@ class PolicyWatcher:
         if not stable or (failure is not None and failure.revision == revision):
             return False
         try:
-            policy = compile_sources(sources, revision=revision)
+            # Other threads are serving: the collector stays on (see compile_sources).
+            policy = compile_sources(sources, revision=revision, pause_collector=False)
         except DiagnosticError as error:
             self._fail(revision, error)
             return False

@@ -244,3 +244,23 @@ def test_policy_dir_removed_keeps_serving(tmp_path):
         info = stub.GetPolicyInfo(pb.GetPolicyInfoRequest())
         assert "not a directory" in "\n".join(info.last_reload_error.diagnostics)
         assert stub.Decide(to_proto(make_request())).effect == pb.PERMIT
+
+
+def test_a_reload_while_serving_leaves_the_garbage_collector_on(tmp_path, monkeypatch):
+    """The collector pause that speeds up a load is process-wide; while other threads serve
+    calls, a reload must not take it from them."""
+    import gc
+
+    paused = []
+    monkeypatch.setattr(gc, "disable", lambda: paused.append(True))
+    policies = copy_policies(tmp_path)
+    with running_server(policies) as (running, stub, _):
+        paused.clear()  # the load before serving may pause it
+        watcher = PolicyWatcher(running.holder, interval=1)
+        grants = policies / "grants.policy"
+        text = grants.read_text(encoding="utf-8")
+        write_atomically(grants, _edit(text, GRANT_LINE,
+                                       GRANT_LINE.replace("query, analyze", "analyze")))
+        watcher.poll()
+        assert watcher.poll() is True  # reloaded
+    assert paused == []
