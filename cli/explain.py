@@ -1,6 +1,8 @@
 """`tiergate explain POLICY_DIR REQUEST`: why one request is permitted or denied.
 
-Shows the path through the decision tree, every rule the tree considered with each condition
+Opens with a few plain lines: the effect and the rule that decided it in its own words, what
+would have to change (a grant to obtain or renew, a missing approval, an attribute), the
+articles. With --verbose it then shows the path through the decision tree, every rule the tree considered with each condition
 (✓/✗) and its value, the requester's grants (bound, or why not), the obligations and the
 final effect with its citations — in Chinese, English or both. `--format json` prints the
 decision with its `explanation` dict instead.
@@ -27,6 +29,9 @@ def register(subparsers) -> None:
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.add_argument("--lang", choices=LANGS, default="both",
                         help="language of the text (default: both)")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="after the plain summary: the decision-tree path, every rule "
+                        "considered, each condition's value, the grants")
     add_now_option(parser, help="the time for a request without context.time (default: the clock)")
     add_error_format(parser)
     parser.set_defaults(run=run)
@@ -51,5 +56,6 @@ def run(args) -> int:
     if args.format == "json":
         print(json.dumps(decision.to_dict(), ensure_ascii=False, indent=2))
     else:
-        sys.stdout.write(render_explanation(decision.explanation, args.lang))
+        sys.stdout.write(render_explanation(decision.explanation, args.lang,
+                                            verbose=args.verbose))
     return 0

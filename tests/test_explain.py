@@ -163,7 +163,7 @@ rule pilot-window {
 
 def test_text_rendering_speaks_both_languages(policy):
     e = policy.decide(make_request(subject__region="fuzhou"), explain=True).to_dict()["explanation"]
-    both = render_explanation(e, "both")
+    both = render_explanation(e, "both", verbose=True)
     assert "决策树路径" in both and "Path through the decision tree" in both
     assert "拒绝" in both and "DENY" in both
     assert "conditional-in-park-only" in both and "福州办法 第十五条" in both
@@ -171,9 +171,9 @@ def test_text_rendering_speaks_both_languages(policy):
     assert "✓ subject.region != southeast_park" in both
     assert "申请授权开放的数据使用单位暂限于中国东南大数据产业园范围内" in both
     assert "must for now be located in the China Southeast Big Data Industrial Park" in both
-    english = render_explanation(e, "en")
+    english = render_explanation(e, "en", verbose=True)
     assert "Path through the decision tree" in english and "决策树路径" not in english
-    chinese = render_explanation(e, "zh")
+    chinese = render_explanation(e, "zh", verbose=True)
     assert "决策树路径" in chinese and "Path through the decision tree" not in chinese
 
 
@@ -181,7 +181,7 @@ def test_cli_explain(tmp_path, capsys):
     request = tmp_path / "request.json"
     closed = make_request(resource__id="ds-emr-2025", context__consent=True)
     request.write_text(json.dumps(closed), encoding="utf-8")
-    assert main(["explain", str(POLICIES), str(request)]) == 0
+    assert main(["explain", str(POLICIES), str(request), "--verbose"]) == 0
     out = capsys.readouterr().out
     assert "fz-2026-031" in out and "health_commission" in out and "not-authorised" in out
     assert main(["explain", str(POLICIES), str(request), "--format", "json"]) == 0
@@ -190,3 +190,52 @@ def test_cli_explain(tmp_path, capsys):
     request.write_text(json.dumps(make_request(action="destroy")), encoding="utf-8")
     assert main(["explain", str(POLICIES), str(request)]) == 1
     assert "action 'destroy'" in capsys.readouterr().err
+
+
+def plain(request: dict, lang: str, *, verbose: bool = False) -> str:
+    from tiergate.engine import load_policy_set
+
+    decision = load_policy_set(POLICIES).decide(request, explain=True)
+    return render_explanation(decision.explanation, lang, verbose=verbose)
+
+
+def opening(text: str) -> list[str]:
+    return text.split("\n\n", 1)[0].splitlines()
+
+
+def test_explain_opens_with_a_few_plain_lines_for_a_permit():
+    lines = opening(plain(make_request(), "en"))
+    assert 2 <= len(lines) <= 5
+    assert lines[0].startswith("Permitted: Conditionally open data may be used")
+    assert "grant fz-2026-017" in lines[1] and "2027-06-30" in lines[1] and "renewed" in lines[1]
+    assert lines[-1].startswith("Articles: 福州办法 第十五条")
+    zh = opening(plain(make_request(), "zh"))
+    assert zh[0].startswith("许可：") and not any("Permitted" in line for line in zh)
+
+
+def test_a_deny_says_what_would_have_to_differ_without_a_double_negative():
+    out = plain(make_request(subject__real_name_verified=False), "en")
+    lines = opening(out)
+    assert lines[0] == ("Denied: Access to the platform requires real-name authentication "
+                        "(rule real-name-required).")
+    assert lines[1] == "Why: real-name verified: no. The answer changes only if this changes."
+    assert "not subject.real_name_verified" not in out  # the details wait for --verbose
+    verbose = plain(make_request(subject__real_name_verified=False), "en", verbose=True)
+    assert "Path through the decision tree" in verbose
+    assert "✓ real-name verified: no" in verbose
+    assert "✗ not subject.real_name_verified" not in verbose
+
+
+def test_a_default_deny_names_the_grant_that_would_have_to_exist():
+    lines = opening(plain(make_request(subject__org_id="xmu"), "en"))
+    assert lines[0].startswith("Denied: no rule permits this request.")
+    assert ("The closest permit, rule conditional-with-approved-grant, is missing this: no grant "
+            "of xmu covers medical_service / conditional") in lines[1]
+    assert "福州办法 第十八条 第一款" in lines[1]
+
+
+def test_an_expired_grant_is_named_as_the_one_to_renew():
+    later = make_request(subject__org_id="fzu", context__time="2027-07-01T10:00:00+08:00")
+    lines = opening(plain(later, "en"))
+    assert lines[0].startswith("Denied: no rule permits this request.")
+    assert "fz-2026-017" in lines[1] and "expired" in lines[1]

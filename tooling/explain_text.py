@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from .explain_plain import BOOLEAN_LABELS, summary_lines
+
 LANGS = ("zh", "en", "both")
 
 _HEADINGS = {
@@ -47,16 +49,58 @@ def _value(value) -> str:
     return str(value)
 
 
-def _condition_lines(condition: dict, depth: int) -> Iterable[str]:
+def _condition_lines(condition: dict, depth: int, lang: str = "en") -> Iterable[str]:
     mark = "✓" if condition["holds"] else "✗"
-    values = ", ".join(f"{k} = {_value(v)}" for k, v in condition["values"].items())
-    yield f"{'    ' * depth}{mark} {condition['text']}" + (f"    ({values})" if values else "")
+    plain = _plain_truth(condition, lang)
+    if plain is not None:
+        yield f"{'    ' * depth}{mark} {plain}"
+    else:
+        values = ", ".join(f"{k} = {_value(v)}" for k, v in condition["values"].items())
+        yield f"{'    ' * depth}{mark} {condition['text']}" + (f"    ({values})" if values else "")
     for part in condition.get("parts", ()):
-        yield from _condition_lines(part, depth + 1)
+        yield from _condition_lines(part, depth + 1, lang)
 
 
-def render_explanation(explanation: dict, lang: str = "both") -> str:
-    """The explanation as readable text: decision, path, rules, grants, obligations."""
+def _plain_truth(condition: dict, lang: str) -> str | None:
+    """A test of a true/false attribute without a double negative: `not X` that fails reads
+    "real-name verified: yes — the rule needs no", `X` that fails "…: no — required: yes"."""
+    text = condition["text"]
+    negated = text.startswith("not ")
+    attribute = text[4:] if negated else text
+    value = condition["values"].get(attribute)
+    if attribute not in BOOLEAN_LABELS or not isinstance(value, bool) or len(condition["values"]) != 1:
+        return None
+    needed = not negated
+    zh_label, en_label = BOOLEAN_LABELS[attribute]
+    actual_zh, actual_en = ("是", "yes") if value else ("否", "no")
+    need_zh, need_en = ("是", "yes") if needed else ("否", "no")
+    if condition["holds"]:
+        return _pick(f"{zh_label}：{actual_zh}", f"{en_label}: {actual_en}", lang)
+    return _pick(f"{zh_label}：{actual_zh}——要求：{need_zh}",
+                 f"{en_label}: {actual_en} — required: {need_en}", lang)
+
+
+def render_explanation(explanation: dict, lang: str = "both", *, verbose: bool = False) -> str:
+    """The explanation as readable text: a few plain lines (explain_plain.py), then with
+    `verbose` the decision, path, rules, grants and obligations in full."""
+    out = summary(explanation, lang)
+    if not verbose:
+        out.append("")
+        out.append(_pick("（--verbose：决策树路径、考虑过的每条规则及每个条件的取值）",
+                         "(--verbose: the decision-tree path, every rule considered and each "
+                         "condition's value)", lang))
+        return "\n".join(out) + "\n"
+    out.append("")
+    return "\n".join(out) + "\n" + _full(explanation, lang)
+
+
+def summary(explanation: dict, lang: str) -> list[str]:
+    if lang == "both":
+        return summary_lines(explanation, "zh") + summary_lines(explanation, "en")
+    return summary_lines(explanation, lang)
+
+
+def _full(explanation: dict, lang: str) -> str:
     e = explanation
     out: list[str] = []
     effect_zh = "许可" if e["effect"] == "PERMIT" else "拒绝"
@@ -100,7 +144,8 @@ def render_explanation(explanation: dict, lang: str = "both") -> str:
         out.append("")
         out.append(f"{_heading('not_considered', lang)}:")
         for rule in skipped:
-            failing = [c["text"] for c in rule["conditions"] if not c["holds"]]
+            failing = [_plain_truth(c, "zh" if lang == "zh" else "en") or c["text"]
+                       for c in rule["conditions"] if not c["holds"]]
             why = "; ".join(f"✗ {t}" for t in failing)
             out.append(f"  - {rule['rule_id']} [{_pick(*_EFFECT[rule['effect']], lang)}]"
                        + (f": {why}" if why else ""))
@@ -155,5 +200,5 @@ def _rule_lines(rule: dict, lang: str) -> Iterable[str]:
            f"  {rule['citation']}{at}")
     yield f"      → {_say(rule['note'], lang)}"
     for condition in rule["conditions"]:
-        for line in _condition_lines(condition, 0):
+        for line in _condition_lines(condition, 0, "zh" if lang == "zh" else "en"):
             yield "        " + line
