@@ -360,35 +360,54 @@ def run_suites(policy, suites: list[TestSuite]) -> TestRun:
                     f"expected the request to be refused for {', '.join(case.expect.error)}, "
                     f"but it was decided: {decision.effect}",)))
                 continue
-            rules_hit.update(_rules_exercised(decision))
-            grants_hit.update(_grants_exercised(decision))
-            results.append(CaseResult(case, decision,
-                                      mismatches=tuple(compare(policy, case.expect, decision))))
+            result = CaseResult(case, decision,
+                                mismatches=tuple(compare(policy, case.expect, decision)))
+            results.append(result)
+            if result.passed:  # only what a passing case checks counts as tested
+                rules_hit.update(_rules_asserted(case.expect, decision))
+                grants_hit.update(_grants_asserted(case.expect, decision))
     coverage = Coverage(tuple(r.id for r in policy.rules), frozenset(rules_hit),
                         tuple(g.id for g in policy.grants), frozenset(grants_hit))
     return TestRun(tuple(results), coverage, tuple(suites))
 
 
-def _rules_exercised(decision: Decision) -> set[str]:
-    """Rules among the reasons, and `on permit` rules whose obligations this permit added."""
-    hit = {r.rule_id for r in decision.reasons}
-    for rule in decision.explanation["rules"]:
+def _deciding_citations(decision: Decision) -> dict[str, str]:
+    """{rule id: citation} of every rule that decided: the reasons, and the `on permit` rules
+    whose obligations this permit added (from the explanation)."""
+    cited = {r.rule_id: r.citation for r in decision.reasons}
+    for rule in (decision.explanation or {}).get("rules", ()):
         if rule["effect"] == "obligation" and rule["applies"] and rule["obligations_added"]:
-            hit.add(rule["rule_id"])
-    return hit
+            cited[rule["rule_id"]] = rule["citation"]
+    return cited
 
 
-def _grants_exercised(decision: Decision) -> set[str]:
-    """The bound grant, and grants whose scope held the request (refused for time or approvals).
+def _rules_asserted(expect: Expect, decision: Decision) -> set[str]:
+    """The rules whose deciding side this (passing) case pins down: the rule decided, and an
+    expected citation names an article of that rule that no other rule deciding here cites.
+    Changing or dropping that article then fails the case: a test, not a visit."""
+    cited = _deciding_citations(decision)
+    unmet = [u.citation for u in decision.unmet]  # a case's citations match these too
+    asserted = set()
+    for rule_id, citation in cited.items():
+        others = [c for other_id, c in cited.items() if other_id != rule_id] + unmet
+        if any(text in citation and not any(text in other for other in others)
+               for text in expect.citations):
+            asserted.add(rule_id)
+    return asserted
 
-    A case that shows an expired grant, or one lacking an approval, no longer permits is
-    exactly the test such a grant needs; a request outside its scope says nothing about it.
-    """
-    hit = {decision.grant_id} if decision.grant_id else set()
-    for grant in decision.explanation["grants"]:
-        if not any(w["code"].endswith("_out_of_scope") for w in grant["why_not"]):
-            hit.add(grant["grant_id"])
-    return hit
+
+def _grants_asserted(expect: Expect, decision: Decision) -> set[str]:
+    """The grants this (passing) case pins down: the one it expects a permit under, and those
+    it expects named in `unmet` (an expired grant, one lacking an approval). Deleting such a
+    grant, or changing what it covers, then fails the case."""
+    asserted = set()
+    if expect.grant_id and decision.grant_id == expect.grant_id:
+        asserted.add(expect.grant_id)
+    for item in expect.unmet or ():
+        grant_id = getattr(item, "grant_id", None)
+        if grant_id and any(u.grant_id == grant_id for u in decision.unmet):
+            asserted.add(grant_id)
+    return asserted
 
 
 def compare(policy, expect: Expect, decision: Decision) -> list[str]:
@@ -396,7 +415,7 @@ def compare(policy, expect: Expect, decision: Decision) -> list[str]:
     problems = []
     if decision.effect != expect.effect:
         problems.append(f"effect: expected {expect.effect}, got {decision.effect}")
-    cited = [r.citation for r in decision.reasons] + [u.citation for u in decision.unmet]
+    cited = list(_deciding_citations(decision).values()) + [u.citation for u in decision.unmet]
     for text in expect.citations:
         if not any(text in citation for citation in cited):
             problems.append(f"citations: expected {text!r} in a citation, got "

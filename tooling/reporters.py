@@ -22,9 +22,12 @@ def coverage_lines(run: TestRun) -> list[str]:
              f"grant coverage: {len(c.grants) - len(c.grants_missed)}/{len(c.grants)} "
              f"({c.grant_percent:.1f}%)"]
     if c.rules_missed:
-        lines.append("rules no test exercised / 未经测试的规则: " + ", ".join(c.rules_missed))
+        lines.append("rules no passing case pins down (a case where the rule decides and "
+                     "expect.citations names an article only it cites) / 未经测试验证的规则: "
+                     + ", ".join(c.rules_missed))
     if c.grants_missed:
-        lines.append("grants no test exercised / 未经测试的授权: " + ", ".join(c.grants_missed))
+        lines.append("grants no passing case expects a permit under (expect.grant_id) / "
+                     "未经测试验证的授权: " + ", ".join(c.grants_missed))
     return lines
 
 
@@ -86,9 +89,9 @@ def to_json(run: TestRun, *, min_coverage: float | None = None) -> dict:
             "mismatches": list(r.mismatches),
         } for r in run.results],
         "coverage": {
-            "rules": {"total": len(c.rules), "exercised": len(c.rules) - len(c.rules_missed),
+            "rules": {"total": len(c.rules), "asserted": len(c.rules) - len(c.rules_missed),
                       "percent": round(c.rule_percent, 2), "missed": c.rules_missed},
-            "grants": {"total": len(c.grants), "exercised": len(c.grants) - len(c.grants_missed),
+            "grants": {"total": len(c.grants), "asserted": len(c.grants) - len(c.grants_missed),
                        "percent": round(c.grant_percent, 2), "missed": c.grants_missed},
             "min_coverage": min_coverage,
         },
