@@ -13,6 +13,7 @@ from conftest import POLICIES, instant, make_request
 from tiergate.cli import lint as lint_cli
 from tiergate.engine import compile_sources
 from tiergate.tooling.lint import lint_policy
+from tiergate.tooling.matrix import owner_only
 
 VOCABULARY = (POLICIES / "vocabulary.policy").read_text(encoding="utf-8")
 NOW = instant("2026-11-22T10:00:00+08:00")
@@ -164,8 +165,9 @@ def test_matrix_shape_and_known_cells(shipped):
         for catalog_class in matrix.classes:
             assert matrix.cell(catalog_class, "open", org).without_grant
     foreign = matrix.cell("medical_service", "conditional", "foreign_enterprise")
-    # Only the owner maintaining its own data (a text test) is permitted; the rest is denied.
-    assert foreign.mark == "p" and foreign.permitted_by == ("owner-maintains-own-data",)
+    # Only the owner maintaining its own data is permitted: not a cell open to the org type.
+    assert foreign.mark == "o" and foreign.permitted_by == ("owner-maintains-own-data",)
+    assert not foreign.permitted and foreign.owner_only
     assert foreign.denied_by(matrix.fallback) == ("conditional-eligible-applicants",)
     assert foreign.shares[0] == ("conditional-eligible-applicants", 1.0)
     fzu = matrix.cell("medical_service", "conditional", "university")
@@ -187,7 +189,7 @@ ORG_TYPES = ["government_agency", "public_institution", "social_group", "medical
        tier=st.sampled_from(["open", "conditional", "closed"]),
        catalog_class=st.sampled_from(["public_health", "medical_service", "drug_management",
                                       "family_planning", "basic_info"]),
-       action=st.sampled_from(["query", "analyze", "download"]),
+       action=st.sampled_from(["query", "analyze", "download", "update"]),
        purpose=st.sampled_from(["scientific_research", "commercial", "public_health"]),
        dataset=st.sampled_from(["ds-epidemic-2025", "ds-x"]))
 def test_matrix_agrees_with_decisions(policy, shipped, org_id, org_type, tier, catalog_class,
@@ -201,7 +203,11 @@ def test_matrix_agrees_with_decisions(policy, shipped, org_id, org_type, tier, c
                            resource__id=dataset, action=action, purpose=purpose)
     decision = policy.decide(request)
     cell = shipped.matrix.cell(catalog_class, tier, org_type)
-    if decision.effect == "PERMIT":
+    rules = {rule.id: rule for rule in policy.rules}
+    if decision.effect == "PERMIT" and all(owner_only(rules[r.rule_id]) for r in decision.reasons):
+        # Permitted only because the requester owns the data: the cell says so apart.
+        assert cell.permitted or cell.owner_only
+    elif decision.effect == "PERMIT":
         assert cell.permitted
         if decision.grant_id:
             assert decision.grant_id in cell.grants
@@ -253,7 +259,10 @@ def test_matrix_marks_on_a_small_set():
     matrix = result.matrix
     assert matrix.cell("basic_info", "open", "individual").mark == "P"
     assert matrix.cell("medical_service", "conditional", "individual").mark == "G"
-    assert matrix.cell("basic_info", "conditional", "individual").mark == "p"
+    assert matrix.cell("basic_info", "conditional", "individual").mark == "o"  # owners only
+    timed = lint(rule("until-2027", "permit when resource.tier == conditional "
+                      "and context.time < 2027-01-01T00:00:00+08:00")).matrix
+    assert timed.cell("basic_info", "conditional", "individual").mark == "p"  # a time test
     closed = matrix.cell("basic_info", "closed", "individual")
     assert closed.mark == "·" and closed.denied_throughout_by == ("closed-off",)
     assert closed.denied_by(matrix.fallback) == ("closed-off",)

@@ -17,7 +17,9 @@ is not known from the grant, so a present grant counts for every org type.
 
 Marks: P a permit rule needing no grant applies with no further test somewhere in the cell;
 G a present grant can make a permit rule apply; p permitted only where a text or time test
-holds (e.g. the owner updating its own data); g only with a grant not yet written; · never.
+holds; o only for the data's own owner (a rule that applies only where resource.owner_org_id
+is the requester's org, such as the owner maintaining its own data: the cell is not open to
+anyone else); g only with a grant not yet written; · never.
 
 "Which rules deny the rest": each deny rule's share of the cell's requests (all indexed
 attributes counted by their declared values) where it applies or may apply (a deny rule with
@@ -30,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import product
 
-from tiergate.engine import PolicySet
+from tiergate.engine import PolicySet, model
 
 from .regions import candidate_may_apply, grant_fits, regions, unconditional_denies
 
@@ -51,6 +53,7 @@ class Cell:
     overridden_by: tuple[str, ...]  # deny rules that override a permit somewhere in the cell
     default_denied: bool  # some requests meet no permit rule and no deny rule
     unconditional: bool = False  # a no-grant permit rule applies with no further test
+    owner_only: bool = False  # permitted (without a grant) only to the data's own owner
     shares: tuple[tuple[str, float], ...] = ()  # (deny rule, share of the cell), largest first
 
     @property
@@ -71,6 +74,8 @@ class Cell:
             return "G"
         if self.without_grant:
             return "p"
+        if self.owner_only:
+            return "o"
         if self.with_some_grant:
             return "g"
         return "·"
@@ -91,7 +96,8 @@ class Cell:
         return {"catalog_class": self.catalog_class, "tier": self.tier, "org_type": self.org_type,
                 "mark": self.mark, "without_grant": self.without_grant,
                 "with_present_grant": self.with_present_grant,
-                "with_some_grant": self.with_some_grant, "permitted_by": list(self.permitted_by),
+                "with_some_grant": self.with_some_grant, "owner_only": self.owner_only,
+                "permitted_by": list(self.permitted_by),
                 "grants": list(self.grants), "denied_by": list(self.denied_by(fallback)),
                 "denied_throughout_by": list(self.denied_throughout_by),
                 "overridden_by": list(self.overridden_by), "default_denied": self.default_denied,
@@ -117,16 +123,28 @@ class Matrix:
 
 class _Tally:
     __slots__ = ("without", "present", "some", "permitted_by", "grants", "throughout",
-                 "overridden", "default", "unconditional", "volume", "denied")
+                 "overridden", "default", "unconditional", "volume", "denied", "owner")
 
     def __init__(self) -> None:
         self.without = self.present = self.some = self.default = self.unconditional = False
+        self.owner = False
         self.volume = 0
         self.denied: dict[str, int] = {}
         self.permitted_by: set[str] = set()
         self.grants: set[str] = set()
         self.throughout: set[str] | None = None
         self.overridden: set[str] = set()
+
+
+def owner_only(rule) -> bool:
+    """Whether every way `rule` can apply requires the data's owner to be the requester's org
+    (resource.owner_org_id == subject.org_id)."""
+    def owner_test(literal) -> bool:
+        atom = literal.atom
+        return (literal.positive and isinstance(atom, model.TextIn) and atom.other is not None
+                and {atom.attribute, atom.other} == {"resource.owner_org_id", "subject.org_id"})
+    return bool(rule.conjuncts) and all(any(owner_test(r) for r in conjunct.residual)
+                                        for conjunct in rule.conjuncts)
 
 
 def coverage_matrix(policy: PolicySet, *, now: int) -> Matrix:
@@ -147,12 +165,15 @@ def coverage_matrix(policy: PolicySet, *, now: int) -> Matrix:
             if attribute not in (TIER, CLASS, ORG):
                 volume *= len(region.values(attribute, policy.checked.domain(attribute)))
         may_deny = [c.rule.id for c in leaf.denies]
-        without, some, unconditional, rules = False, False, False, set()
+        without, some, unconditional, owner, rules = False, False, False, False, set()
         present: dict[str, set[tuple[str, str]]] = {}  # grant id -> (class, tier) it serves
         for candidate in leaf.permits:
             rule = candidate.rule
             if not rule.needs_grant:
-                if candidate_may_apply(candidate):
+                if candidate_may_apply(candidate) and owner_only(rule):
+                    owner = True  # not "permitted": only for whoever owns the data
+                    rules.add(rule.id)
+                elif candidate_may_apply(candidate):
                     without = True
                     unconditional = unconditional or candidate.checks is None
                     rules.add(rule.id)
@@ -164,7 +185,7 @@ def coverage_matrix(policy: PolicySet, *, now: int) -> Matrix:
                 if grant_fits(grant, region) and candidate_may_apply(candidate, grant=grant):
                     present.setdefault(grant.id, set()).update(
                         product(grant.catalog, grant.tiers))
-        permit_here = without or some
+        permit_here = without or some or owner
         region_tiers = region.values(TIER, frozenset(tiers))
         region_orgs = region.values(ORG, frozenset(orgs))
         for tier, org in product(region_tiers, region_orgs):
@@ -184,6 +205,7 @@ def coverage_matrix(policy: PolicySet, *, now: int) -> Matrix:
                     tally.default = True
                     continue
                 tally.without |= without
+                tally.owner |= owner
                 tally.unconditional |= unconditional
                 tally.some |= some
                 tally.permitted_by |= rules
@@ -197,7 +219,7 @@ def coverage_matrix(policy: PolicySet, *, now: int) -> Matrix:
     for key, t in tallies.items():
         cells[key] = Cell(*key, t.without, t.present, t.some, by_order(t.permitted_by),
                           tuple(sorted(t.grants)), by_order(t.throughout or ()),
-                          by_order(t.overridden), t.default, t.unconditional,
+                          by_order(t.overridden), t.default, t.unconditional, t.owner,
                           tuple(sorted(((r, v / t.volume) for r, v in t.denied.items()),
                                        key=lambda item: (-item[1], order.get(item[0], 0)))))
     return Matrix(classes, tiers, orgs, cells, fallback)
@@ -209,8 +231,8 @@ def render_matrix(matrix: Matrix) -> str:
     width = max(len(n) for n in numbers) + 1
     label = max(len(f"{t} {c}") for t in matrix.tiers for c in matrix.classes) + 2
     lines = ["coverage matrix (P: permitted without a grant; G: with a grant present; "
-             "p: only under a text or time condition; g: only with a grant not yet written; "
-             "·: always denied)",
+             "p: only under a text or time condition; o: only for the data's own owner; "
+             "g: only with a grant not yet written; ·: always denied)",
              " " * label + "".join(n.rjust(width) for n in numbers)]
     for tier in matrix.tiers:
         for catalog_class in matrix.classes:
@@ -219,10 +241,10 @@ def render_matrix(matrix: Matrix) -> str:
             lines.append(f"{tier} {catalog_class}".ljust(label) + marks)
     lines.append("org types: " + ", ".join(f"{n} {o}" for n, o in zip(numbers, matrix.org_types)))
     lines.append("")
-    lines.append("cells not openly permitted (p, g, ·), and the rules denying most of each:")
+    lines.append("cells not openly permitted (p, o, g, ·), and the rules denying most of each:")
     groups: dict[tuple, list[Cell]] = {}
     for cell in matrix.cells.values():
-        if cell.mark in "pg·":
+        if cell.mark in "pog·":
             groups.setdefault((cell.mark, cell.denied_by(matrix.fallback)), []).append(cell)
     if not groups:
         lines.append("  (none)")

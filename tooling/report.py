@@ -25,7 +25,7 @@ h1,h2{border-bottom:1px solid #ccc;padding-bottom:.2em} code{background:#f4f4f4;
 table{border-collapse:collapse;margin:.5em 0 1.5em} th,td{border:1px solid #ccc;padding:.25em .5em;
 vertical-align:top;font-size:.9em} th{background:#f0f0f0}
 .permit{color:#11632b}.deny{color:#a11}.obligation{color:#555}
-td.P{background:#c8f0c8}td.G{background:#e4f6c0}td.g{background:#fff4c0}td.N{background:#f6d0d0}
+td.P{background:#c8f0c8}td.G{background:#e4f6c0}td.g{background:#fff4c0}td.o{background:#e8e4f8}td.N{background:#f6d0d0}
 details{margin-left:1.2em} summary{cursor:pointer} .leaf{margin-left:1.2em;font-size:.9em}
 .muted{color:#777} svg text{font-size:12px;font-family:inherit}
 """
@@ -105,7 +105,9 @@ def _matrix(policy: PolicySet, now: int) -> str:
     matrix = coverage_matrix(policy, now=now)
     out = ['<h2 id="matrix">覆盖矩阵 Coverage matrix</h2>',
            "<p>P 无需授权即可许可 permitted without a grant · G 凭现有授权许可 permitted with a "
-           "present grant · g 需新授权 needs a grant not yet written · N 一律拒绝 always denied. "
+           "present grant · p 仅在时间或文本条件下 only under a time or text test · o 仅限数据所属单位"
+           "本身 only for the data's own owner · g 需新授权 needs a grant not yet written · "
+           "N 一律拒绝 always denied. "
            "悬停查看拒绝规则 hover a cell for the rules that deny.</p>"]
     for tier in matrix.tiers:
         out.append(f'<h3>{escape(_label(policy, "resource.tier", tier))}</h3>')
