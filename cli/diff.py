@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 
 from tiergate.tooling.diff import diff_policies
+from tiergate.tooling.diff_edits import policy_edits
 from tiergate.tooling.diff_render import diff_to_dict, render_text
 
-from .common import add_error_format, load_or_report
+from .common import add_error_format, add_now_option, load_or_report
 
 
 def register(subparsers) -> None:
@@ -19,6 +20,10 @@ def register(subparsers) -> None:
     parser.add_argument("old_dir", metavar="OLD_DIR")
     parser.add_argument("new_dir", metavar="NEW_DIR")
     parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="after the edits: every changed class, with each attribute")
+    add_now_option(parser, help="compare requests at this instant or later only (grants that "
+                   "expired before it are past); default: every time")
     add_error_format(parser)
     parser.set_defaults(run=run)
 
@@ -28,10 +33,13 @@ def run(args) -> int:
     new = load_or_report(args.new_dir, args.error_format)
     if old is None or new is None:
         return 1
-    diff = diff_policies(old, new)
+    diff = diff_policies(old, new, now=args.now)
+    edits = policy_edits(old, new)
     if args.format == "json":
-        out = {"old": args.old_dir, "new": args.new_dir, **diff_to_dict(diff)}
+        out = {"old": args.old_dir, "new": args.new_dir,
+               "edits": [{"kind": e.kind, "id": e.id, "what": e.what, "details": list(e.details),
+                          "where": e.where} for e in edits], **diff_to_dict(diff)}
         print(json.dumps(out, ensure_ascii=False, indent=2))
     else:
-        print(render_text(diff, args.old_dir, args.new_dir))
+        print(render_text(diff, args.old_dir, args.new_dir, edits=edits, verbose=args.verbose))
     return 2 if diff.changed else 0

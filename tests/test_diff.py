@@ -251,3 +251,40 @@ def test_a_catalog_edit_is_a_change_even_where_no_rule_changed():
     assert "catalog: dataset ds-1 changed in 变更 the catalog: tier open → closed" in text
     assert diff_to_dict(diff)["catalog"] == diff.catalog
     assert not diff_policies(old, old).changed
+
+
+GRANT_017_ACTIONS = '  action      query, analyze\n  approved_by data_operator\n  agreement   "FZ-2026-017"'
+
+
+def test_an_edit_is_reported_under_its_own_name_by_the_attributes_it_touches(tmp_path, capsys):
+    new = edited(tmp_path, "narrower", lambda d: replace_in(
+        d / "grants.policy", GRANT_017_ACTIONS, GRANT_017_ACTIONS.replace("query, analyze",
+                                                                           "analyze")))
+    assert main(["diff", str(POLICIES), new]) == 2
+    out = capsys.readouterr().out
+    section = out.split("== grant fz-2026-017 changed 变更: action analyze, query → analyze")[1]
+    entries = [line for line in section.splitlines() if line.startswith(("- ", "+ ", "~ "))]
+    # One entry: the booleans the grant never mentions (consent, de-identification, personal
+    # data) do not split it.
+    assert entries == ["- PERMIT → DENY: 5,376 classes of requests"]
+    where = section.split("where", 1)[1].split("now", 1)[0]
+    assert where.split() == ["action", "=", "query"]
+    assert "Compared 825,753,600 classes of requests" in out and "5,376 newly denied" in out
+    assert main(["diff", str(POLICIES), new, "--verbose"]) == 2
+    assert "every changed class, in detail" in capsys.readouterr().out
+
+
+def test_now_leaves_out_what_only_the_past_would_have_decided_differently(tmp_path, capsys):
+    # fz-2025-009 expired on 2026-06-30: narrowing it changes only requests before then.
+    expired = '  action      query\n  approved_by data_operator\n  agreement   "FZ-2025-009"'
+    new = edited(tmp_path, "past", lambda d: replace_in(
+        d / "grants.policy", expired, expired.replace("query", "analyze")))
+    assert main(["diff", str(POLICIES), new]) == 2
+    assert "grant fz-2025-009 changed" in capsys.readouterr().out
+    # As of now the edit decides nothing differently: it is shown, and the exit is 0.
+    assert main(["diff", str(POLICIES), new, "--now", "2026-12-02T10:00:00+08:00"]) == 0
+    out = capsys.readouterr().out
+    assert "(requests at 2026-12-02T10:00:00+08:00 or later)" in out
+    assert "grant fz-2025-009 changed" in out
+    assert "no request is decided differently because of it" in out
+    assert "no change, every request is decided as before" in out

@@ -100,6 +100,8 @@ class PolicyDiff:
     decided: int  # sub-classes decided on both sides
     space: "Space"
     totals: dict  # kind -> number of elementary classes (disjoint, unlike the entries' cubes)
+    group_totals: dict = None  # (old outcome, new outcome) -> its classes (disjoint)
+    compared: int = 0  # classes in the whole space (every combination the sides tell apart)
 
     def kind_of(self, values: list) -> str | None:
         """The kind of change reported for a request (values by slot), or None: no change."""
@@ -123,8 +125,9 @@ class PolicyDiff:
 class Space:
     """The dimensions of the request space shared by both sides, and their classes."""
 
-    def __init__(self, old: PolicySet, new: PolicySet):
+    def __init__(self, old: PolicySet, new: PolicySet, now: int | None = None):
         self.sides = (old, new)
+        self.now = now
         self.domains: dict[str, tuple] = {}
         self.one_sided: set[str] = set()  # attributes with a value only one side declares
         for path in INDEXED:
@@ -157,7 +160,9 @@ class Space:
         instants = {g.expires for g in grants} | set(time_literals(old.rules)) \
             | set(time_literals(new.rules))
         self.boundaries = tuple(sorted(instants))
-        self.domains[TIME] = tuple(range(len(self.boundaries) + 1))
+        # With `now`, the past is not compared: only the interval holding it and later ones.
+        first = bisect_right(self.boundaries, now) if now is not None else 0
+        self.domains[TIME] = tuple(range(first, len(self.boundaries) + 1))
         self.dimensions = INDEXED + TEXTS + (TIME,)
         # Grant-scope values no grant tells apart are one class (catalog classes, mostly).
         self.scope_groups = {path: self._scope_groups(path) for path in GRANT_SCOPE}
@@ -181,6 +186,8 @@ class Space:
     def instant(self, interval: int) -> int:
         """An instant inside a time interval: before the first boundary, or at a boundary
         (every time test is `t < c`, so [b_i, b_i+1) decides as b_i does)."""
+        if self.now is not None and interval == self.domains[TIME][0]:
+            return self.now  # the interval holding now decides as now does
         if not self.boundaries:
             return 1_767_196_800_000_000  # 2026-01-01T00:00:00+08:00; time decides nothing
         return self.boundaries[0] - DAY if interval == 0 else self.boundaries[interval - 1]
@@ -200,7 +207,7 @@ class Space:
             values[SLOT[path]] = cell.get(path, self.domains[path][0])
         for path in TEXTS:
             values[SLOT[path]] = self.text_value(path, cell.get(path, OTHER), cell)
-        values[TIME_SLOT] = self.instant(cell.get(TIME, 0))
+        values[TIME_SLOT] = self.instant(cell.get(TIME, self.domains[TIME][0]))
         return values
 
     def cell_of(self, values: list) -> dict:
@@ -331,8 +338,9 @@ def outcome(policy: PolicySet, values: list) -> Outcome:
 # ---- the diff ---------------------------------------------------------------------------
 
 
-def diff_policies(old: PolicySet, new: PolicySet) -> PolicyDiff:
-    space = Space(old, new)
+def diff_policies(old: PolicySet, new: PolicySet, *, now: int | None = None) -> PolicyDiff:
+    """The changed request classes; with `now`, only requests at `now` or later."""
+    space = Space(old, new, now)
     grants_same = frozenset(old.grants) == frozenset(new.grants)
     has_grants = (bool(old.grants), bool(new.grants))
     cells: dict[tuple[Outcome, Outcome], list[tuple]] = {}
@@ -374,17 +382,28 @@ def diff_policies(old: PolicySet, new: PolicySet) -> PolicyDiff:
             cells.setdefault(_group(a, b), []).append(cube)
     changes = []
     totals = {kind: 0 for kind in KIND_TITLES}
+    group_totals: dict[tuple[Outcome, Outcome], int] = {}
     for (a, b), cubes in cells.items():
         # INVARIANT: the cells of a group are disjoint, so their sizes add up; the expanded
         # cubes shown may overlap and are not summed.
-        totals[_kind(a, b)] += sum(_size(c) for c in cubes)
+        group_totals[(a, b)] = sum(_size(c) for c in cubes)
+        totals[_kind(a, b)] += group_totals[(a, b)]
         for cube in expand_cubes(merge_cubes(cubes), space):
             changes.append(_change(space, cube, a, b))
     changes.sort(key=lambda c: (["newly_permitted", "newly_denied", "changed_details"].index(c.kind),
                                 c.new.rules, c.old.rules, _cube_sort_key(space, c.cube)))
     return PolicyDiff(tuple(changes), _vocabulary_changes(old, new), catalog_changes(old, new),
                       {d: [_show_class(space, d, v) for v in space.domains[d]]
-                       for d in space.dimensions}, regions, decided, space, totals)
+                       for d in space.dimensions}, regions, decided, space, totals,
+                      group_totals, _space_size(space))
+
+
+def _space_size(space: Space) -> int:
+    """How many classes of requests the two sides were compared on."""
+    n = 1
+    for dimension in space.dimensions:
+        n *= len(space.domains[dimension])
+    return n
 
 
 def _group(a: Outcome, b: Outcome) -> tuple[Outcome, Outcome]:

@@ -7,6 +7,7 @@ import json
 from tiergate.engine.timeutil import format_instant
 
 from .diff import KIND_TITLES, OTHER, TIME, Change, PolicyDiff, Space
+from .diff_edits import explains
 
 
 
@@ -107,9 +108,85 @@ def _detail_lines(c: Change) -> list[str]:
     return lines
 
 
-def render_text(diff: PolicyDiff, old_name: str, new_name: str) -> str:
+def render_text(diff: PolicyDiff, old_name: str, new_name: str, *, edits=(),
+                verbose: bool = False) -> str:
+    """The report a reviewer reads: each edit (this grant, this rule) with the request classes
+    it changes, described by the attributes it touches; then changes no single edit explains;
+    then, with `verbose`, every changed cube in detail."""
     space = diff.space
-    lines = [f"tiergate diff {old_name} → {new_name}"]
+    when = f"  (requests at {format_instant(space.now, 480)} or later)" if space.now else ""
+    lines = [f"tiergate diff {old_name} → {new_name}{when}"]
+    lines.extend(_vocabulary_and_catalog_lines(diff))
+    claimed: set[int] = set()
+    for edit in edits:
+        groups: dict[tuple, list] = {}
+        for index, change in enumerate(diff.changes):
+            if index not in claimed and explains(edit, change.old, change.new):
+                claimed.add(index)
+                groups.setdefault((change.old, change.new), []).append(change)
+        lines.append("")
+        lines.append(f"== {edit.title()}" + (f"   ({edit.where})" if edit.where else ""))
+        if not groups:
+            lines.append("   no request is decided differently because of it 未改变任何决定")
+        for (old, new), changes in groups.items():
+            lines.extend(_edit_entry(diff, edit, old, new, changes))
+    rest = [c for i, c in enumerate(diff.changes) if i not in claimed]
+    if rest:
+        lines.append("")
+        lines.append("== changes no single edit explains 其他变化" if edits else
+                     "== changes 变化")
+        lines.extend(_detail(diff, rest))
+    if verbose and claimed:
+        lines.append("")
+        lines.append("== every changed class, in detail 全部变化明细")
+        lines.extend(_detail(diff, list(diff.changes)))
+    lines.append("")
+    lines.append(_summary(diff))
+    return "\n".join(lines)
+
+
+def _edit_entry(diff: PolicyDiff, edit, old, new, changes: list) -> list[str]:
+    space = diff.space
+    kind = changes[0].kind
+    mark = {"newly_permitted": "+", "newly_denied": "-"}.get(kind, "~")
+    classes = (diff.group_totals or {}).get((old, new), sum(c.classes for c in changes))
+    lines = [f"{mark} {old.effect} → {new.effect}: {classes:,} classes of requests"]
+    where = []
+    for dimension in space.dimensions:
+        if dimension not in edit.touches:
+            continue
+        values = set()
+        for change in changes:
+            values |= set(change.cube.get(dimension, space.domains[dimension]))
+        if len(values) < len(space.domains[dimension]):
+            ordered = [v for v in space.domains[dimension] if v in values]
+            where.append(describe_values(space, dimension, ordered))
+    if where:
+        lines.append(f"    where    {where[0]}")
+        lines.extend(f"             {w}" for w in where[1:])
+    if kind == "changed_details":
+        lines.extend(_detail_lines(changes[0]))
+    else:
+        grant = f" (grant {new.grant_id})" if new.grant_id else ""
+        lines.append(f"    now      {', '.join(new.rules) or '-'}{grant}")
+        was_grant = f" (grant {old.grant_id})" if old.grant_id else ""
+        lines.append(f"    was      {', '.join(old.rules) or '-'}{was_grant}")
+    lines.append(f"    example  {json.dumps(changes[0].example, ensure_ascii=False)}")
+    return lines
+
+
+def _summary(diff: PolicyDiff) -> str:
+    compared = (f"Compared {diff.compared:,} classes of requests (every combination of values "
+                "the two policy sets tell apart)") if diff.compared else "Compared every class"
+    if not diff.changed:
+        return f"{compared}: no change, every request is decided as before 决定均未改变"
+    return (f"{compared}: {diff.totals['newly_permitted']:,} newly permitted, "
+            f"{diff.totals['newly_denied']:,} newly denied, "
+            f"{diff.totals['changed_details']:,} with other obligations or reasons")
+
+
+def _vocabulary_and_catalog_lines(diff: PolicyDiff) -> list[str]:
+    lines = []
     for name, change in diff.vocabulary.items():
         if change["added"]:
             lines.append(f"vocabulary {name}: declared 新增 {', '.join(change['added'])}")
@@ -121,13 +198,19 @@ def render_text(diff: PolicyDiff, old_name: str, new_name: str) -> str:
         word = {"added": "added to 新增", "removed": "removed from 删除",
                 "changed": "changed in 变更"}[change["change"]]
         lines.append(f"catalog: dataset {dataset} {word} the catalog" + (f": {fields}" if fields else ""))
+    return lines
+
+
+def _detail(diff: PolicyDiff, changes: list) -> list[str]:
+    """Changed cubes by kind, each with every attribute that narrows it."""
+    space = diff.space
+    lines = []
     for kind, title in KIND_TITLES.items():
-        changes = diff.of_kind(kind)
-        if not changes:
+        of_kind = [c for c in changes if c.kind == kind]
+        if not of_kind:
             continue
-        lines.append("")
-        lines.append(f"== {title}: {diff.totals[kind]} classes in {len(changes)} entries")
-        for c in changes:
+        lines.append(f"-- {title}: {len(of_kind)} entries")
+        for c in of_kind:
             mark = {"newly_permitted": "+", "newly_denied": "-"}.get(kind, "~")
             lines.append(f"{mark} {c.old.effect} → {c.new.effect}  ({c.classes} classes)")
             where = describe_cube(space, c.cube)
@@ -143,12 +226,4 @@ def render_text(diff: PolicyDiff, old_name: str, new_name: str) -> str:
                 if c.example_new.obligations:
                     lines.append(f"    obliges  {', '.join(c.example_new.obligations)}  (example)")
             lines.append(f"    example  {json.dumps(c.example, ensure_ascii=False)}")
-    lines.append("")
-    if not diff.changed:
-        lines.append("no change: every request is decided as before 决定均未改变")
-    else:
-        lines.append(f"{diff.totals['newly_permitted']} classes newly permitted, "
-                     f"{diff.totals['newly_denied']} newly denied, "
-                     f"{diff.totals['changed_details']} with changed obligations/reasons "
-                     "(entries may overlap; classes are counted once)")
-    return "\n".join(lines)
+    return lines
