@@ -1,9 +1,10 @@
 """One self-contained HTML page about a policy set: rules, decision tree, coverage matrix, grants.
 
-Inline CSS and SVG only: no scripts, no external assets, no network, so the page can be mailed,
-archived with a review, or opened offline. The decision tree shares identical subtrees (it is a
-DAG of ~2k nodes); each node is drawn once, as nested `<details>` (the top levels open), and
-later references to it link to its first drawing.
+Inline CSS, SVG and one small inline script; no external assets, no network, so the page can
+be mailed, archived with a review, or opened offline. Rules, catalog, matrix and grants are
+plain HTML (readable without the script). The decision tree is a DAG of thousands of nodes: it
+is embedded as compact data (`tree_data`) and drawn level by level as its `<details>` open,
+which keeps the page small (under 200 KB for the shipped set) and quick to open.
 """
 
 from __future__ import annotations
@@ -181,45 +182,95 @@ def _timeline(policy: PolicySet, now: int) -> str:
             "<th>到期 expires</th></tr>" + rows + "</table>")
 
 
-def _tree(policy: PolicySet) -> str:
-    ids: dict[int, int] = {}
-    out: list[str] = []
+def tree_data(policy: PolicySet) -> dict:
+    """The decision tree as compact data for the page's script to draw on demand.
 
-    def leaf_html(leaf: Leaf) -> str:
-        parts = []
-        for label, group, css in (("拒绝 deny", leaf.denies, "deny"),
-                                  ("许可 permit", leaf.permits, "permit"),
-                                  ("义务 obligations", leaf.obligers, "obligation")):
-            if group:
-                names = ", ".join(c.rule.id + ("" if c.checks is None else "?") for c in group)
-                parts.append(f'<span class="{css}">{label}: {escape(names)}</span>')
-        return " · ".join(parts) or '<span class="deny">默认拒绝 default deny</span>'
+    The tree is a DAG of a few thousand nodes; drawn as nested elements it made a page of a
+    megabyte that opened slowly. Here every node is listed once: a branch is
+    [attribute index, values bitmask, child, values bitmask, child, ...] (bit i = the i-th value
+    of that attribute's domain in `domains`), a leaf [[denies], [permits], [obligers]] with
+    each rule as 2 * rule index + 1 when it still has residual tests ("?"). Equal leaves are one.
+    """
+    attributes = list(policy.tree.order)
+    domains = {a: sorted(policy.checked.domain(a), key=str) for a in attributes}
+    rule_index = {rule.id: i for i, rule in enumerate(policy.rules)}
+    nodes: list = []
+    seen: dict[int, int] = {}
+    leaves: dict[tuple, int] = {}
+    stack = [(policy.tree.root, None)]  # walked without recursion: the tree may be deep
 
-    def node(n, depth: int) -> None:
-        if n.__class__ is Leaf:
-            out.append(f'<div class="leaf">{leaf_html(n)}</div>')
-            return
-        if id(n) in ids:
-            out.append(f'<div class="leaf"><a href="#node-{ids[id(n)]}">→ 同节点 same as node '
-                       f"{ids[id(n)]}</a></div>")
-            return
-        ids[id(n)] = number = len(ids) + 1
+    def place(node) -> int:
+        if node.__class__ is Leaf:
+            key = tuple(tuple(rule_index[c.rule.id] * 2 + (c.checks is not None) for c in group)
+                        for group in (node.denies, node.permits, node.obligers))
+            if key not in leaves:
+                leaves[key] = len(nodes)
+                nodes.append([list(k) for k in key])
+            return leaves[key]
+        if id(node) not in seen:
+            seen[id(node)] = len(nodes)
+            nodes.append(None)
+            stack.append((node, seen[id(node)]))
+        return seen[id(node)]
+
+    root = place(policy.tree.root)
+    stack.pop(0)
+    while stack:
+        node, index = stack.pop()
+        domain = domains[node.attribute]
         by_child: dict[int, tuple] = {}
-        for value, child in n.children.items():
+        for value, child in node.children.items():
             by_child.setdefault(id(child), (child, []))[1].append(value)
-        is_open = " open" if depth < OPEN_LEVELS else ""
-        out.append(f'<details id="node-{number}" class="branch"{is_open}><summary>'
-                   f"#{number} <code>{escape(n.attribute)}</code></summary>")
+        entry = [attributes.index(node.attribute)]
         for child, values in by_child.values():
-            shown = ", ".join(_label(policy, n.attribute, v) for v in values)
-            out.append(f"<details{' open' if depth + 1 < OPEN_LEVELS else ''}><summary>= "
-                       f"{escape(shown)}</summary>")
-            node(child, depth + 1)
-            out.append("</details>")
-        out.append("</details>")
+            entry += [sum(1 << domain.index(v) for v in values), place(child)]
+        nodes[index] = entry
+    return {"root": root, "attributes": attributes,
+            "domains": [[_label(policy, a, v) for v in domains[a]] for a in attributes],
+            "rules": [[r.id, "deny" if r.fallback else r.effect] for r in policy.rules],
+            "nodes": nodes, "open": OPEN_LEVELS}
 
-    node(policy.tree.root, 0)
+
+# Draws a node when its <details> is first opened; the top OPEN_LEVELS are open from the start.
+TREE_SCRIPT = """
+(function(){
+var T=JSON.parse(document.getElementById('tree-data').textContent);
+function el(tag,cls,text){var e=document.createElement(tag);if(cls)e.className=cls;
+if(text!==undefined)e.textContent=text;return e;}
+function leaf(n){var d=el('div','leaf'),parts=[['拒绝 deny','deny'],['许可 permit','permit'],
+['义务 obligations','obligation']],any=false;
+parts.forEach(function(p,i){if(!n[i].length)return;any=true;
+var s=el('span',p[1],p[0]+': '+n[i].map(function(r){return T.rules[r>>1][0]+(r&1?'?':'');}).join(', '));
+if(d.childNodes.length)d.appendChild(document.createTextNode(' · '));d.appendChild(s);});
+if(!any)d.appendChild(el('span','deny','默认拒绝 default deny'));return d;}
+function values(a,mask){var out=[];T.domains[a].forEach(function(v,i){if(mask&(1<<i))out.push(v);});
+return out.join(', ');}
+function node(i,depth){var n=T.nodes[i];if(typeof n[0]!=='number')return leaf(n);
+var d=el('details','branch');d.id='node-'+i;var s=el('summary');
+s.appendChild(document.createTextNode('#'+i+' '));s.appendChild(el('code',null,T.attributes[n[0]]));
+d.appendChild(s);var drawn=false;
+function draw(){if(drawn)return;drawn=true;for(var k=1;k<n.length;k+=2){
+var c=el('details');c.appendChild(el('summary',null,'= '+values(n[0],n[k])));
+(function(c,child){var filled=false;function fill(){if(filled)return;filled=true;
+c.appendChild(node(child,depth+1));}
+c.addEventListener('toggle',function(){if(c.open)fill();});
+if(depth+1<T.open){c.open=true;fill();}})(c,n[k+1]);d.appendChild(c);}}
+d.addEventListener('toggle',function(){if(d.open)draw();});
+if(depth<T.open){d.open=true;draw();}return d;}
+document.getElementById('tree-root').appendChild(node(T.root,0));
+})();
+"""
+
+
+def _tree(policy: PolicySet) -> str:
+    import json
+
+    data = json.dumps(tree_data(policy), ensure_ascii=False, separators=(",", ":"))
+    data = data.replace("</", "<\\/")  # the data cannot end its <script> element
     return ('<h2 id="tree">决策树 Decision tree</h2><p>分支顺序 branch order: '
-            + escape(" → ".join(policy.tree.order)) + ". 相同子树只画一次 shared subtrees are "
-            "drawn once and linked; “?” 表示还需在叶子处检验时间、文本或授权 marks a rule with "
-            "residual tests (time, texts, grant).</p>" + "".join(out))
+            + escape(" → ".join(policy.tree.order)) + f". {policy.tree.node_count} 个节点 nodes; "
+            "展开时绘制 each level is drawn when opened; 相同子树编号相同 a shared subtree keeps "
+            "its number; “?” 表示还需在叶子处检验时间、文本或授权 marks a rule with residual "
+            'tests (time, texts, grant).</p><div id="tree-root"></div>'
+            f'<script type="application/json" id="tree-data">{data}</script>'
+            f"<script>{TREE_SCRIPT}</script>")
