@@ -11,13 +11,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Callable
-
 from . import model
-from .request import SLOT, TIME_SLOT
-
-# A residual predicate: (request values, bound grant or None) -> bool
-Predicate = Callable[[list, "model.Grant | None"], bool]
+from .request import SLOT
+from .semantics import Predicate, specialise_residual
 
 
 class Branch:
@@ -119,68 +115,12 @@ def _leaf(live: list[tuple[model.Rule, model.Conjunct]]) -> Leaf:
         if any(not c.residual for c in conjuncts):
             checks = None
         else:
-            checks = tuple(compile_residual(c.residual) for c in conjuncts)
+            # The residual tests, as semantics.py means them, compiled for speed.
+            checks = tuple(specialise_residual(c.residual) for c in conjuncts)
         candidates.append(Candidate(rule, tuple(conjuncts), checks))
     candidates.sort(key=lambda c: c.rule.order)
     return Leaf(*(tuple(c for c in candidates if c.rule.effect == effect)
                   for effect in ("deny", "permit", "obligation")))
-
-
-# ---- residual tests as closures ---------------------------------------------------------
-
-
-def _operand(operand: model.TimeOperand):
-    if isinstance(operand, int):
-        return lambda values, grant: operand
-    if operand == "context.time":
-        return lambda values, grant: values[TIME_SLOT]
-    return lambda values, grant, path=operand: grant.attribute(path)
-
-
-def _text(path: str):
-    if path.startswith("grant."):
-        return lambda values, grant: grant.attribute(path)
-    slot = SLOT[path]
-    return lambda values, grant: values[slot]
-
-
-def compile_atom(atom: model.Atom) -> Predicate:
-    match atom:
-        case model.Before(left=left, right=right):
-            if left == "context.time" and isinstance(right, int):
-                return lambda values, grant: values[TIME_SLOT] < right
-            if right == "context.time" and isinstance(left, int):
-                return lambda values, grant: left < values[TIME_SLOT]
-            get_left, get_right = _operand(left), _operand(right)
-            return lambda values, grant: get_left(values, grant) < get_right(values, grant)
-        case model.TextIn(attribute=path, values=texts, other=None):
-            get = _text(path)
-            return lambda values, grant: get(values, grant) in texts
-        case model.TextIn(attribute=path, other=other):
-            get, get_other = _text(path), _text(other)
-
-            def equal(values, grant):
-                # INVARIANT: an absent text equals nothing, not even another absent text.
-                mine = get(values, grant)
-                return mine is not None and mine == get_other(values, grant)
-            return equal
-        case model.ApprovedBy(approvers=approvers, quantifier="all"):
-            return lambda values, grant: approvers <= grant.approvers
-        case model.ApprovedBy(approvers=approvers):
-            return lambda values, grant: not approvers.isdisjoint(grant.approvers)
-    raise AssertionError(f"cannot compile {atom!r}")
-
-
-def compile_residual(residual: tuple[model.Residual, ...]) -> Predicate:
-    tests = []
-    for literal in residual:
-        test = compile_atom(literal.atom)
-        if not literal.positive:
-            test = (lambda inner: lambda values, grant: not inner(values, grant))(test)
-        tests.append(test)
-    if len(tests) == 1:
-        return tests[0]
-    return lambda values, grant: all(t(values, grant) for t in tests)
 
 
 # ---- grants -----------------------------------------------------------------------------

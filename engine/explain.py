@@ -16,6 +16,7 @@ from typing import Any
 from . import model
 from .decision import PERMIT, Decision, frozen
 from .request import SLOT, TIME_SLOT
+from .semantics import evaluate, request_reader
 from .timeutil import format_instant, offset_minutes_of
 
 _ORG = SLOT["subject.org_id"]
@@ -293,35 +294,9 @@ class _Explainer:
             return None if grant is None else grant.attribute(path)
         return self.values[SLOT[path]]
 
-    def _time(self, operand: model.TimeOperand, grant: model.Grant | None) -> int | None:
-        return operand if isinstance(operand, int) else self._value(operand, grant)
-
     def _holds(self, condition: model.Condition, grant: model.Grant | None) -> bool:
-        match condition:
-            case model.All(operands=parts):
-                return all(self._holds(p, grant) for p in parts)
-            case model.Any(operands=parts):
-                return any(self._holds(p, grant) for p in parts)
-            case model.Not(operand=inner):
-                return not self._holds(inner, grant)
-            case model.OneOf(attribute=path, values=allowed):
-                return self._value(path, grant) in allowed
-            case model.TextIn(attribute=path, values=texts, other=None):
-                return self._value(path, grant) in texts
-            case model.TextIn(attribute=path, other=other):
-                # INVARIANT (as in compile): an absent text equals nothing.
-                mine = self._value(path, grant)
-                return mine is not None and mine == self._value(other, grant)
-            case model.Before(left=left, right=right):
-                a, b = self._time(left, grant), self._time(right, grant)
-                return a is not None and b is not None and a < b
-            case model.ApprovedBy(approvers=approvers, quantifier=quantifier):
-                if grant is None:
-                    return False
-                if quantifier == "all":
-                    return approvers <= grant.approvers
-                return not approvers.isdisjoint(grant.approvers)
-        raise AssertionError(f"unknown condition {condition!r}")
+        # Everything is known here (the request and the grant considered): True or False.
+        return evaluate(condition, request_reader(self.values, grant)) is True
 
     # ---- conditions: as data for people --------------------------------------------------
 

@@ -21,7 +21,8 @@ from bisect import bisect_right
 from typing import Mapping
 
 from . import model
-from .compile import GrantIndex, compile_atom
+from .compile import GrantIndex
+from .semantics import specialise
 from .decision import Unmet
 from .request import DATASET_SLOT, SLOT, TIME_SLOT
 from .timeutil import format_instant
@@ -93,7 +94,7 @@ class WhyNot:
         for rule in self._rules:
             for conjunct in rule.conjuncts:
                 for literal in conjunct.residual:
-                    self._tests.setdefault(literal, compile_atom(literal.atom))
+                    self._tests.setdefault(literal, specialise(literal.atom))
         self._remembered: dict[tuple, tuple[Unmet, ...]] = {}
 
     def unmet(self, candidates: tuple, values: list) -> tuple[Unmet, ...]:

@@ -19,6 +19,7 @@ from typing import Iterator, Mapping
 
 from tiergate.engine import model
 from tiergate.engine.compile import Branch, Candidate, Leaf
+from tiergate.engine.semantics import approvers_reader, evaluate_atom, grant_reader
 
 Box = Mapping[str, frozenset]  # attribute -> allowed values; absent attribute: any value
 
@@ -61,37 +62,12 @@ Maybe = bool | None
 
 def _atom_with_grant(atom: model.Atom, grant: model.Grant) -> Maybe:
     """An atom's value with a concrete grant bound; None where it depends on the request."""
-    match atom:
-        case model.ApprovedBy(approvers=approvers, quantifier="all"):
-            return approvers <= grant.approvers
-        case model.ApprovedBy(approvers=approvers):
-            return not approvers.isdisjoint(grant.approvers)
-        case model.TextIn(attribute=path, values=texts, other=None) if path.startswith("grant."):
-            return grant.attribute(path) in texts
-        case model.TextIn(attribute=left, other=right) if (
-                right and left.startswith("grant.") and right.startswith("grant.")):
-            return grant.attribute(left) == grant.attribute(right)
-        case model.Before(left=left, right=right):
-            values = []
-            for side in (left, right):
-                if isinstance(side, int):
-                    values.append(side)
-                elif side.startswith("grant."):
-                    values.append(grant.attribute(side))
-                else:
-                    return None
-            return values[0] < values[1]
-    return None
+    return evaluate_atom(atom, grant_reader(grant))
 
 
 def _atom_with_approvers(atom: model.Atom, approvers: frozenset) -> Maybe:
     """An atom's value for a grant that could be written, known only by its approvers."""
-    match atom:
-        case model.ApprovedBy(approvers=needed, quantifier="all"):
-            return needed <= approvers
-        case model.ApprovedBy(approvers=needed):
-            return not needed.isdisjoint(approvers)
-    return None
+    return evaluate_atom(atom, approvers_reader(approvers))
 
 
 def _literal(value: Maybe, positive: bool) -> Maybe:
