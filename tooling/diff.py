@@ -21,10 +21,8 @@ from itertools import product
 from typing import Iterator
 
 from tiergate.engine import PolicySet
-from tiergate.engine import model
-from tiergate.engine.compile import Branch, Leaf, time_literals
-from tiergate.engine.request import SLOT, TIME_SLOT
-from tiergate.engine.schema import REQUEST_ATTRIBUTES, Kind
+from tiergate.engine.analysis import (REQUEST_ATTRIBUTES, SLOT, TIME_SLOT, Branch, Kind, Leaf,
+                                      model, time_literals)
 from tiergate.engine.timeutil import format_instant
 
 OTHER = "(other)"  # a text class: any value the policies do not name

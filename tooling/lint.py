@@ -29,8 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tiergate.engine import PolicySet
-from tiergate.engine import model
-from tiergate.engine.whynot import describe_atom
+from tiergate.engine.analysis import describe_atom, model
 from tiergate.grammar.diagnostics import Diagnostic
 
 from .matrix import ORG, Matrix, coverage_matrix

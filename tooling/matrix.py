@@ -32,7 +32,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import product
 
-from tiergate.engine import PolicySet, model
+from tiergate.engine import PolicySet
+from tiergate.engine.analysis import model
 
 from .regions import candidate_may_apply, grant_fits, regions, unconditional_denies
 

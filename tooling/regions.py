@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Iterator, Mapping
 
-from tiergate.engine import model
-from tiergate.engine.compile import Branch, Candidate, Leaf
-from tiergate.engine.semantics import approvers_reader, evaluate_atom, grant_reader
+from tiergate.engine.analysis import (Branch, Candidate, Leaf, approvers_reader, evaluate_atom,
+                                      grant_reader, model)
 
 Box = Mapping[str, frozenset]  # attribute -> allowed values; absent attribute: any value
 

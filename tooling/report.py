@@ -12,7 +12,7 @@ from __future__ import annotations
 from html import escape
 
 from tiergate.engine import PolicySet
-from tiergate.engine.compile import Leaf
+from tiergate.engine.analysis import Leaf
 from tiergate.engine.timeutil import format_instant, now_micros
 
 from .matrix import coverage_matrix
