@@ -98,6 +98,7 @@ def _load_phases(directory: Path) -> dict:
     """
     from tiergate.engine.check import check_policy
     from tiergate.engine.load import read_policy_sources
+    from tiergate.engine.compile import compile_policy
     from tiergate.engine.policy import PolicySet
     from tiergate.grammar.parser import parse_policy
 
@@ -112,7 +113,7 @@ def _load_phases(directory: Path) -> dict:
         parsed_at = time.perf_counter()
         checked = check_policy(parsed, data)
         checked_at = time.perf_counter()
-        PolicySet(checked, revision="bench", sources=sources)
+        PolicySet(checked, compile_policy(checked), revision="bench", sources=sources)
         done = time.perf_counter()
     finally:
         gc.enable()

@@ -183,6 +183,22 @@ def build_grant_index(grants: tuple[model.Grant, ...]) -> GrantIndex:
         purpose_bits, action_bits)
 
 
+@dataclass(frozen=True)
+class CompiledPolicy:
+    """What the compile phase makes of a checked policy: the decision tree, the grant index
+    and the instants where a time test changes. The decide phase (policy.PolicySet) only reads
+    it."""
+
+    tree: CompiledTree
+    grant_index: "GrantIndex"
+    time_literals: tuple[int, ...]
+
+
+def compile_policy(checked: model.CheckedPolicy) -> CompiledPolicy:
+    return CompiledPolicy(build_tree(checked), build_grant_index(checked.grants),
+                          time_literals(checked.rules))
+
+
 def time_literals(rules: tuple[model.Rule, ...]) -> tuple[int, ...]:
     """Every instant a rule compares context.time with: where a decision can change."""
     found: set[int] = set()

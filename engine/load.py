@@ -16,6 +16,7 @@ from tiergate.grammar.parser import parse_policy
 from .bundle import DIRECTORY_MANIFEST, check_directory_manifest, read_bundle
 from .catalog import DATA_SUFFIXES, is_catalog_data
 from .check import check_policy
+from .compile import compile_policy
 from .policy import PolicySet
 
 POLICY_SUFFIX = ".policy"
@@ -197,7 +198,8 @@ def _compile_sources(sources: Mapping[str, str], revision: str | None) -> Policy
     if diagnostics:
         raise DiagnosticError(diagnostics)
     checked = check_policy(parsed, catalog_data)
-    return PolicySet(checked, revision=revision or revision_of(sources), sources=sources)
+    return PolicySet(checked, compile_policy(checked), revision=revision or revision_of(sources),
+                     sources=sources)
 
 
 def load_policy_set(directory: str | Path) -> PolicySet:

@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Any, Mapping
 
 from . import model
-from .compile import Branch, CompiledTree, GrantIndex, Leaf, build_grant_index, build_tree, time_literals
+from .compile import Branch, CompiledPolicy, CompiledTree, GrantIndex, Leaf
 from .decision import DEFAULT_DENY, DENY, PERMIT, Decision, Obligation, Reason
 from .request import SLOT, TIME_SLOT, RequestReader, decided_request, requested_time_refused
 from .timeutil import format_instant, now_micros
@@ -120,19 +120,21 @@ _MERGED_LIMIT = 4096
 class PolicySet:
     """A compiled policy set. Immutable; safe to share between threads.
 
-    Build one with `load_policy_set`; ask it with `decide`.
+    Build one with `load_policy_set` (or `compile_sources`); ask it with `decide`.
     """
 
-    def __init__(self, checked: model.CheckedPolicy, *, revision: str,
-                 sources: Mapping[str, str]):
+    def __init__(self, checked: model.CheckedPolicy, compiled: CompiledPolicy, *,
+                 revision: str, sources: Mapping[str, str]):
+        # The phases before this one ran already: checked (check.py) and compiled
+        # (compile.compile_policy). What follows is the decide phase's own lookup tables.
         self.checked = checked
         self.revision = revision
         self.sources = dict(sources)
-        self.tree: CompiledTree = build_tree(checked)
-        self.grant_index: GrantIndex = build_grant_index(checked.grants)
+        self.tree: CompiledTree = compiled.tree
+        self.grant_index: GrantIndex = compiled.grant_index
         self._reader = RequestReader(checked.vocabularies, checked.catalog)
         self._outputs = {rule.id: _RuleOutput(rule) for rule in checked.rules}
-        self._time_literals = time_literals(checked.rules)
+        self._time_literals = compiled.time_literals
         fallback = next((r for r in checked.rules if r.fallback), None)
         self._default = self._outputs[fallback.id] if fallback else None
         if self._default is not None:
