@@ -7,7 +7,7 @@ import sys
 from typing import Sequence
 
 from tiergate.engine import DiagnosticError, PolicySet, load_policy_set
-from tiergate.grammar.diagnostics import Diagnostic, render_human, render_json, render_plain
+from tiergate.diagnostics import Diagnostic, render_human, render_json, render_plain
 
 
 def server_extra_missing(command: str) -> bool:

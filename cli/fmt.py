@@ -12,7 +12,7 @@ import difflib
 import sys
 from pathlib import Path
 
-from tiergate.grammar.diagnostics import DiagnosticError
+from tiergate.diagnostics import DiagnosticError
 from tiergate.grammar.format import format_text
 
 from .common import add_error_format, print_diagnostics

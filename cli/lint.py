@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from tiergate.engine.timeutil import now_micros
-from tiergate.grammar.diagnostics import render_human
+from tiergate.diagnostics import render_human
 from tiergate.tooling.lint import lint_policy
 from tiergate.tooling.matrix import render_matrix
 

@@ -13,7 +13,7 @@ problem (file:line:col, message, help). A bad request raises `RequestError` nami
 attribute, the value and the allowed values; it is never answered with a decision.
 """
 
-from tiergate.grammar.diagnostics import Diagnostic, DiagnosticError
+from tiergate.diagnostics import Diagnostic, DiagnosticError
 
 from .decision import DENY, PERMIT, Decision, Obligation, Reason, Unmet
 from .load import compile_sources, load_policy_set

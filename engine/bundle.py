@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import PurePosixPath
 from typing import Mapping
 
-from tiergate.grammar.diagnostics import Diagnostic, DiagnosticError
+from tiergate.diagnostics import Diagnostic, DiagnosticError
 
 from .strict_json import parse_json
 

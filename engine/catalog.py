@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping, Sequence
 
 from tiergate.grammar import ast
-from tiergate.grammar.diagnostics import Span, did_you_mean
+from tiergate.diagnostics import Span, did_you_mean
 from tiergate.grammar.parser import text_problems
 
 from . import model

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from tiergate.grammar import ast
-from tiergate.grammar.diagnostics import Diagnostic, DiagnosticError, Span, did_you_mean
+from tiergate.diagnostics import Diagnostic, DiagnosticError, Span, did_you_mean
 from tiergate.grammar.format import flat
 
 from . import model

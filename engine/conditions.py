@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Callable
 
 from tiergate.grammar import ast
-from tiergate.grammar.diagnostics import did_you_mean
+from tiergate.diagnostics import did_you_mean
 
 from . import model
 from .schema import ATTRIBUTES, Attribute, Kind

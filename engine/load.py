@@ -10,7 +10,7 @@ import stat
 from pathlib import Path
 from typing import Mapping
 
-from tiergate.grammar.diagnostics import Diagnostic, DiagnosticError, Span
+from tiergate.diagnostics import Diagnostic, DiagnosticError, Span
 from tiergate.grammar.parser import parse_policy
 
 from .bundle import DIRECTORY_MANIFEST, check_directory_manifest, read_bundle

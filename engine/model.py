@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Union
 
-from tiergate.grammar.diagnostics import NO_SPAN, Span
+from tiergate.diagnostics import NO_SPAN, Span
 
 from .schema import CATALOGUED
 

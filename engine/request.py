@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from tiergate.grammar.diagnostics import did_you_mean
+from tiergate.diagnostics import did_you_mean
 
 from .model import NO_CATALOG, Catalog, Vocabulary
 from .schema import REQUEST_ATTRIBUTES, REQUEST_SECTIONS, Kind

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Union
 
-from .diagnostics import NO_SPAN, Span
+from tiergate.diagnostics import NO_SPAN, Span
 
 
 def _span() -> Span:

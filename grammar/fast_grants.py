@@ -16,7 +16,7 @@ import sys
 from bisect import bisect_right
 
 from . import ast
-from .diagnostics import Span
+from tiergate.diagnostics import Span
 
 # SECURITY: policy text is untrusted input; every pattern here runs in linear time. Possessive
 # quantifiers (*+, ++) never give back what they matched, so no pattern backtracks, and an

@@ -12,7 +12,7 @@ from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from . import ast
-from .diagnostics import Diagnostic, DiagnosticError, Span, did_you_mean, span_of
+from tiergate.diagnostics import Diagnostic, DiagnosticError, Span, did_you_mean, span_of
 from .fast_grants import read_simple_grants
 
 

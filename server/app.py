@@ -319,7 +319,7 @@ def serve_health(config: ServeConfig, servicer: health.HealthServicer) -> tuple[
 def serve(config: ServeConfig, *, ready_message: bool = True) -> int:
     """Run one server process until SIGTERM or SIGINT, then drain; the process's exit code."""
     from tiergate.engine import DiagnosticError
-    from tiergate.grammar.diagnostics import render_plain
+    from tiergate.diagnostics import render_plain
 
     try:
         running = start_server(config)

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tiergate.engine.schema import REQUEST_ATTRIBUTES, REQUEST_SECTIONS
-from tiergate.grammar.diagnostics import Diagnostic, DiagnosticError, Span, did_you_mean
+from tiergate.diagnostics import Diagnostic, DiagnosticError, Span, did_you_mean
 
 from .mapping import ATTRIBUTES, AttributeSource, GatewayMapping, Route, convert_value
 

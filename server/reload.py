@@ -16,7 +16,7 @@ import logging
 import threading
 
 from tiergate.engine import DiagnosticError, compile_sources
-from tiergate.grammar.diagnostics import render_plain
+from tiergate.diagnostics import render_plain
 
 from .holder import PolicyHolder, ReloadFailure
 from .sources import DirectorySource

@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 from tiergate.engine import DiagnosticError
 from tiergate.engine.bundle import MAX_BUNDLE_BYTES, read_bundle
 from tiergate.engine.load import policy_files, read_policy_sources, revision_of
-from tiergate.grammar.diagnostics import Diagnostic
+from tiergate.diagnostics import Diagnostic
 
 FETCH_TIMEOUT_S = 10.0
 SWAP_RETRIES = 3

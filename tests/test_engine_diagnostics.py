@@ -6,7 +6,7 @@ import pytest
 
 from conftest import POLICIES
 from tiergate.engine import DiagnosticError, compile_sources
-from tiergate.grammar.diagnostics import render_human
+from tiergate.diagnostics import render_human
 
 VOCABULARY = (POLICIES / "vocabulary.policy").read_text(encoding="utf-8")
 

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import POLICIES
 from tiergate.grammar import parser
-from tiergate.grammar.diagnostics import DiagnosticError
+from tiergate.diagnostics import DiagnosticError
 
 
 def with_spans(node):

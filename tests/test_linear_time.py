@@ -42,7 +42,7 @@ LAYOUTS = {
 # (the re module cannot be interrupted from Python).
 _TIMER = """
 import json, sys, time
-from tiergate.grammar.diagnostics import DiagnosticError
+from tiergate.diagnostics import DiagnosticError
 from tiergate.grammar.parser import parse_policy
 out = []
 for text in json.load(sys.stdin):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tiergate.engine import DiagnosticError, compile_sources
-from tiergate.grammar.diagnostics import render_human
+from tiergate.diagnostics import render_human
 
 from conftest import POLICIES
 

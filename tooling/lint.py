@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from tiergate.engine import PolicySet
 from tiergate.engine.analysis import describe_atom, model
-from tiergate.grammar.diagnostics import Diagnostic
+from tiergate.diagnostics import Diagnostic
 
 from .matrix import ORG, Matrix, coverage_matrix
 from .regions import (candidate_may_apply, conjunct_may_hold, grant_fits, regions,

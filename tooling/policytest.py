@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tiergate.engine import Decision, RequestError
 from tiergate.engine.timeutil import parse_instant
-from tiergate.grammar.diagnostics import did_you_mean
+from tiergate.diagnostics import did_you_mean
 
 TEST_SUFFIX = "_test.toml"
 
