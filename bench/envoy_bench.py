@@ -44,7 +44,10 @@ DECLARED = {"x-purpose": "scientific_research", "x-storage-region": "domestic",
 DIRECT = "route: { cluster: upstream, timeout: 10s }"
 
 
-def start_tiergate(directory: Path, ca: Authority, audit: bool) -> tuple[subprocess.Popen, int]:
+def start_tiergate(directory: Path, ca: Authority, audit: bool,
+                   workers: int = 1) -> tuple[subprocess.Popen, list[int], list[int]]:
+    """`tiergate serve` with mutual TLS (each worker on its own port): (process, ports, pids)."""
+    directory.mkdir(parents=True, exist_ok=True)
     tls = directory / "tls"
     tls.mkdir(exist_ok=True)
     key, cert = ca.server_cert().write(tls, "tiergate")
@@ -54,15 +57,20 @@ def start_tiergate(directory: Path, ca: Authority, audit: bool) -> tuple[subproc
         f'policy_dir = "{REPO / "policies"}"\nlisten = "127.0.0.1:0"\n'
         f'tls_cert = "{cert}"\ntls_key = "{key}"\ntls_client_ca = "{tls / "ca.crt"}"\n'
         f'audit_log = "{directory / "audit.db" if audit else "off"}"\nreflection = false\n'
+        f'workers = {workers}\nworker_ports = true\n'
         f'[access]\ncheck = ["{GATEWAY_ID}"]\n', encoding="utf-8")
     process = subprocess.Popen([sys.executable, "-m", "tiergate.cli.main", "serve", "--config",
                                 str(config)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                text=True, cwd=directory)
-    line = process.stdout.readline()
-    if "serving" not in line:
-        raise RuntimeError(f"tiergate did not start: {line!r}")
-    port = int(line.split(" on ", 1)[1].split()[0].rpartition(":")[2])
-    return process, port
+    ports, pids = [], []
+    for _ in range(workers):
+        line = process.stdout.readline()
+        if "serving" not in line:
+            raise RuntimeError(f"tiergate did not start: {line!r}")
+        ports.append(int(line.split(" on ", 1)[1].split()[0].rpartition(":")[2]))
+        pids.append(int(line.rsplit("pid ", 1)[1].rstrip(")\n")) if "pid " in line
+                    else process.pid)
+    return process, ports, pids
 
 
 def h2load(url: str, headers: dict, *, connections: int, duration: float,
@@ -97,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--workers", action="store_true",
+                        help="also compare --workers 1 with --workers 2 --worker-ports behind "
+                        "Envoy, and each worker's share of the calls")
     parser.add_argument("--audit", action="store_true",
                         help="Tiergate with its audit log on (SQLite); off by default")
     args = parser.parse_args(argv)
@@ -105,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(report(measure(args.reps, args.duration, args.connections, args.audit), args.reps,
                  args.duration, args.connections, args.audit))
+    if args.workers:
+        print()
+        print(report_workers(measure_workers(args.reps, args.duration, args.connections)))
     return 0
 
 
@@ -113,7 +127,8 @@ def measure(reps: int, duration: float, connections: int, audit: bool) -> dict[s
     directory = Path(tempfile.mkdtemp(prefix="tiergate-envoy-bench-"))
     ca, idp = Authority(), IdentityProvider()
     files = write_gateway_files(directory / "etc-envoy", ca, idp)
-    tiergate, tiergate_port = start_tiergate(directory, ca, audit)
+    tiergate, ports, _ = start_tiergate(directory, ca, audit)
+    tiergate_port = ports[0]
     headers = {"authorization": f"Bearer {idp.token(CLAIMS, lifetime=86_400)}", **DECLARED}
     results: dict[str, list[dict]] = {"ext_authz off": [], "ext_authz on": []}
     try:
@@ -147,13 +162,72 @@ def measure(reps: int, duration: float, connections: int, audit: bool) -> dict[s
     return results
 
 
-def _gateway(directory: Path, files: Path, tiergate_port: int, ext_authz: bool):
+def _gateway(directory: Path, files: Path, tiergate_port: int | list[int], ext_authz: bool):
     port, admin = free_port(), free_port()
-    text = envoy_config(listen=port, admin=admin, tiergate_ports=[tiergate_port], upstream=1,
+    ports = tiergate_port if isinstance(tiergate_port, list) else [tiergate_port]
+    text = envoy_config(listen=port, admin=admin, tiergate_ports=ports, upstream=1,
                         files=files, ext_authz=ext_authz)
     assert DIRECT in text, "the example's route changed"
     text = text.replace(DIRECT, 'direct_response: { status: 200, body: { inline_string: "ok" } }')
     return running_envoy(text, directory, port=port, admin=admin)
+
+
+def measure_workers(reps: int, duration: float, connections: int) -> dict[str, list]:
+    """`--workers 1` against `--workers 2 --worker-ports` (each an Envoy endpoint), both behind
+    their own Envoy, alternating: requests/s, and each worker's share of the Check calls."""
+    import urllib.request
+
+    directory = Path(tempfile.mkdtemp(prefix="tiergate-envoy-workers-"))
+    ca, idp = Authority(), IdentityProvider()
+    files = write_gateway_files(directory / "etc-envoy", ca, idp)
+    one, one_ports, _ = start_tiergate(directory / "one", ca, False, workers=1)
+    two, two_ports, _ = start_tiergate(directory / "two", ca, False, workers=2)
+    headers = {"authorization": f"Bearer {idp.token(CLAIMS, lifetime=86_400)}", **DECLARED}
+    results: dict[str, list[dict]] = {"1 worker": [], "2 workers": []}
+
+    def calls(envoy) -> dict[str, int]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{envoy.admin}/clusters",
+                                    timeout=5) as answer:
+            lines = answer.read().decode().splitlines()
+        return {line.split("::")[1]: int(line.rsplit("::", 1)[1]) for line in lines
+                if line.startswith("tiergate::") and "::rq_total::" in line}
+    try:
+        with _gateway(directory, files, one_ports, True) as first, \
+                _gateway(directory, files, two_ports, True) as second:
+            for rep in range(reps):
+                for name, envoy in (("1 worker", first), ("2 workers", second)):
+                    before = calls(envoy)
+                    rate, latencies, ok, total = h2load(
+                        envoy.url(DATASET), headers, connections=connections,
+                        duration=duration, log=directory / f"w{rep}-{name[0]}.log")
+                    if ok != total or total == 0:
+                        raise RuntimeError(f"{name}: {total - ok} of {total} were not 200")
+                    after = calls(envoy)
+                    counts = [after[k] - before.get(k, 0) for k in sorted(after)]
+                    results[name].append({"rate": rate, "p99": percentile(latencies, 0.99),
+                                          "shares": [c / max(sum(counts), 1) for c in counts]})
+    finally:
+        for process in (one, two):
+            process.terminate()
+            process.wait(timeout=30)
+        shutil.rmtree(directory, ignore_errors=True)
+    return results
+
+
+def report_workers(results: dict[str, list[dict]]) -> str:
+    one, two = results["1 worker"], results["2 workers"]
+    ratios = [b["rate"] / a["rate"] for a, b in zip(one, two)]
+    lowest = [min(r["shares"]) for r in two]
+    return "\n".join([
+        "| Tiergate behind Envoy (ext_authz) | requests/s | p99 µs | each worker's share |",
+        "|---|---:|---:|---|",
+        f"| --workers 1 | {statistics.median(r['rate'] for r in one):,.0f} | "
+        f"{statistics.median(r['p99'] for r in one):,.0f} | 100% |",
+        f"| --workers 2 --worker-ports | {statistics.median(r['rate'] for r in two):,.0f} | "
+        f"{statistics.median(r['p99'] for r in two):,.0f} | lowest "
+        f"{statistics.median(lowest):.0%} (each: {', '.join(f'{x:.0%}' for x in lowest)}) |",
+        "", f"2 workers / 1, median of per-repetition ratios: {statistics.median(ratios):.2f} "
+        f"(each: {', '.join(f'{r:.2f}' for r in ratios)})"])
 
 
 def report(results: dict[str, list[dict]], reps: int, duration: float, connections: int,

@@ -20,6 +20,9 @@ def register(subparsers) -> None:
                         help="address to serve on (default 127.0.0.1:50051; port 0 picks one)")
     parser.add_argument("--workers", type=int, metavar="N",
                         help="server processes sharing the port (default 1)")
+    parser.add_argument("--worker-ports", action="store_true", default=None,
+                        help="with --workers N: worker i serves on the port + i - 1, so a "
+                        "gateway can balance calls among them (list each as an endpoint)")
     parser.add_argument("--config", metavar="FILE", help="a TOML file with the settings")
     parser.add_argument("--mapping", metavar="FILE",
                         help="gateway mapping for Envoy ext_authz (default: POLICY_DIR/gateway.toml if present)")
@@ -95,7 +98,7 @@ def run(args) -> int:
     from tiergate.server.logs import configure_logging
 
     flags = {"policy_dir": args.policy_dir, "mapping": args.mapping, "listen": args.listen,
-             "workers": args.workers,
+             "workers": args.workers, "worker_ports": args.worker_ports,
              "cache_size": args.cache_size, "reload_interval": args.reload_interval,
              "max_message_bytes": args.max_message_bytes, "drain_seconds": args.drain_seconds,
              "threads": args.threads, "log_level": args.log_level,

@@ -70,6 +70,11 @@ class ServeConfig(BaseModel):
     mapping: Path | None = None
     listen: str = "127.0.0.1:50051"
     workers: int = Field(1, ge=1, le=256)
+    # With --workers N: each worker on its own port (listen's port + i - 1; port 0: each picks
+    # a free one) instead of all sharing one. A gateway then lists every worker as an endpoint
+    # and balances calls among them; on a shared port the kernel spreads connections, and an
+    # Envoy sends all its calls over one or two long-lived connections (issue 12).
+    worker_ports: bool = False
     # Python runs one handler at a time (the GIL); more threads only add context switches
     # (bench/server_bench.py: 8 threads cost ~80 µs more per call than 2). Raise it when
     # handlers wait on something other than the CPU.

@@ -1,8 +1,10 @@
-"""`tiergate serve --workers N`: N server processes on one port.
+"""`tiergate serve --workers N`: N server processes, on one port or (--worker-ports) one each.
 
 Python runs one core per process, so throughput on a multi-core machine comes from processes.
-Each worker is a full server (its own policy load, watcher, cache) bound to the same port with
-SO_REUSEPORT; the kernel spreads connections across them. Workers reload on their own, so for
+Each worker is a full server (its own policy load, watcher, cache). By default all bind the
+same port with SO_REUSEPORT and the kernel spreads connections across them; with
+`worker_ports` worker i binds the port + i - 1, so a gateway that lists each as an endpoint
+balances calls, not connections. Workers reload on their own, so for
 up to a reload interval two workers may serve different revisions; every decision names the
 revision that made it.
 
@@ -116,7 +118,7 @@ def _stop_all(workers: list[subprocess.Popen], grace: float) -> list[int]:
 def run_workers(config: ServeConfig) -> int:
     """Start config.workers processes, wait for a signal or a worker's death; the exit code."""
     reserved = None
-    if config.port == 0:
+    if config.port == 0 and not config.worker_ports:
         reserved, port = reserve_port(config.listen)
         config = config.with_listen_port(port)
     stop = threading.Event()
@@ -127,10 +129,15 @@ def run_workers(config: ServeConfig) -> int:
         # Each worker writes its own audit chain (one writer per chain); a restarted worker
         # takes up the chain of the one it replaces.
         base_chain = config.audit_chain or default_chain()
-        child_configs = [config.model_copy(update={"workers": 1, "reuse_port": True,
-                                                   "audit_chain": f"{base_chain}-w{i + 1}",
-                                                   "metrics_listen": _metrics_for(config, i)})
-                         for i in range(config.workers)]
+        child_configs = [config.model_copy(update={
+            "workers": 1, "reuse_port": not config.worker_ports,
+            "listen": _offset(config.listen, i) if config.worker_ports else config.listen,
+            "health_listen": (_offset(config.health_listen, i)
+                              if config.worker_ports and config.health_listen else
+                              config.health_listen),
+            "audit_chain": f"{base_chain}-w{i + 1}",
+            "metrics_listen": _offset(config.metrics_listen, i)})
+            for i in range(config.workers)]
         for child_config in child_configs:
             workers.append(_start_worker(child_config))
         for index, worker in enumerate(workers):
@@ -161,11 +168,11 @@ def run_workers(config: ServeConfig) -> int:
             signal.signal(s, handler)
 
 
-def _metrics_for(config: ServeConfig, index: int) -> str | None:
-    """Worker `index`'s metrics address: the configured port + index (each scraped alone)."""
-    if config.metrics_listen is None:
+def _offset(listen: str | None, index: int) -> str | None:
+    """Worker `index`'s own address: the configured port + index (port 0: any free one)."""
+    if listen is None:
         return None
-    host, _, port = config.metrics_listen.rpartition(":")
+    host, _, port = listen.rpartition(":")
     return f"{host}:{int(port) + index if int(port) else 0}"
 
 

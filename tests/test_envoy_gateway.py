@@ -223,3 +223,58 @@ def test_three_replicas_behind_envoy_converge_on_a_policy_change(tmp_path):
             replica.stop(0)
     answered = [len(records(tmp_path / f"audit-{i}.db")) for i in range(3)]
     assert sum(answered) >= 90 and min(answered) >= 10, answered  # round robin reached all
+
+
+def _cluster_calls(envoy, cluster: str = "tiergate") -> dict[str, int]:
+    """Calls Envoy sent to each endpoint of a cluster (admin /clusters: rq_total per host)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{envoy.admin}/clusters", timeout=5) as r:
+        lines = r.read().decode().splitlines()
+    return {line.split("::")[1]: int(line.rsplit("::", 1)[1]) for line in lines
+            if line.startswith(f"{cluster}::") and "::rq_total::" in line}
+
+
+def test_two_workers_on_their_own_ports_each_answer_their_share_behind_envoy(tmp_path):
+    """--workers 2 --worker-ports: Envoy lists both as endpoints and balances calls, where
+    a shared port would have given one worker Envoy's one connection and all its calls."""
+    import re
+    import subprocess
+    import sys
+
+    ca, idp = Authority(), IdentityProvider()
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    key, cert = ca.server_cert().write(tls, "tiergate")
+    (tls / "ca.crt").write_bytes(ca.pem)
+    files = write_gateway_files(tmp_path / "etc-envoy", ca, idp)
+    policies = as_stated_directory()
+    (policies / "gateway.toml").write_bytes((POLICIES / "gateway.toml").read_bytes())
+    config = tmp_path / "tiergate.toml"
+    config.write_text(f'policy_dir = "{policies}"\nlisten = "127.0.0.1:0"\nworkers = 2\n'
+                      f'worker_ports = true\ntls_cert = "{cert}"\ntls_key = "{key}"\n'
+                      f'tls_client_ca = "{tls / "ca.crt"}"\naudit_log = "off"\n'
+                      f'[access]\ncheck = ["{GATEWAY_ID}"]\n', encoding="utf-8")
+    server = subprocess.Popen([sys.executable, "-m", "tiergate.cli.main", "serve", "--config",
+                               str(config)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              text=True)
+    try:
+        ports = [int(re.search(r" on 127\.0\.0\.1:(\d+) ", server.stdout.readline()).group(1))
+                 for _ in range(2)]
+        assert len(set(ports)) == 2, "each worker has its own port"
+        with Upstream() as upstream:
+            port, admin = free_port(), free_port()
+            text = envoy_config(listen=port, admin=admin, tiergate_ports=ports,
+                                upstream=upstream.port, files=files)
+            with running_envoy(text, tmp_path, port=port, admin=admin) as envoy:
+                before = _cluster_calls(envoy)
+                for _ in range(100):
+                    assert ask(envoy, idp)[0] == 200
+                after = _cluster_calls(envoy)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    # Health checks are calls too; the difference counts this test's Checks and the probes in
+    # between, alike for both.
+    shares = [after[f"127.0.0.1:{p}"] - before.get(f"127.0.0.1:{p}", 0) for p in ports]
+    assert all(share >= 0.4 * sum(shares) for share in shares), shares
