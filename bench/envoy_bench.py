@@ -33,7 +33,7 @@ REPO = BENCH.parent
 sys.path[:0] = [str(REPO / "tests"), str(BENCH)]
 
 from envoy_support import (GATEWAY_ID, IdentityProvider, envoy_config, free_port,  # noqa: E402
-                           running_envoy, write_gateway_files)
+                           running_envoy, write_gateway_files, write_tiergate_tls)
 from pki import Authority  # noqa: E402
 from server_load import process_cpu_seconds  # noqa: E402
 
@@ -47,15 +47,12 @@ DIRECT = "route: { cluster: upstream, timeout: 10s }"
 def start_tiergate(directory: Path, ca: Authority, audit: bool,
                    workers: int = 1) -> tuple[subprocess.Popen, list[int], list[int]]:
     """`tiergate serve` with mutual TLS (each worker on its own port): (process, ports, pids)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    tls = directory / "tls"
-    tls.mkdir(exist_ok=True)
-    key, cert = ca.server_cert().write(tls, "tiergate")
-    (tls / "ca.crt").write_bytes(ca.pem)
+    tls = write_tiergate_tls(directory / "tls", ca)
     config = directory / "tiergate.toml"
     config.write_text(
         f'policy_dir = "{REPO / "policies"}"\nlisten = "127.0.0.1:0"\n'
-        f'tls_cert = "{cert}"\ntls_key = "{key}"\ntls_client_ca = "{tls / "ca.crt"}"\n'
+        f'tls_cert = "{tls["tls_cert"]}"\ntls_key = "{tls["tls_key"]}"\n'
+        f'tls_client_ca = "{tls["tls_client_ca"]}"\n'
         f'audit_log = "{directory / "audit.db" if audit else "off"}"\nreflection = false\n'
         f'workers = {workers}\nworker_ports = true\n'
         f'[access]\ncheck = ["{GATEWAY_ID}"]\n', encoding="utf-8")

@@ -97,21 +97,15 @@ def evaluate_atom(atom: model.Atom, read: Reader) -> bool | None:
 def evaluate(condition: model.Condition, read: Reader) -> bool | None:
     """The condition's value under `read`: True, False, or None (not settled by what is known)."""
     match condition:
-        case model.All(operands=parts):
-            result: bool | None = True
+        case model.All(operands=parts) | model.Any(operands=parts):
+            # `and` is settled by a False part, `or` by a True one; an unsettled part leaves
+            # the whole unsettled unless a settling part comes.
+            settling = isinstance(condition, model.Any)
+            result: bool | None = not settling
             for part in parts:
                 value = evaluate(part, read)
-                if value is False:
-                    return False
-                if value is None:
-                    result = None
-            return result
-        case model.Any(operands=parts):
-            result = False
-            for part in parts:
-                value = evaluate(part, read)
-                if value is True:
-                    return True
+                if value is settling:
+                    return settling
                 if value is None:
                     result = None
             return result

