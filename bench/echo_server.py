@@ -69,11 +69,45 @@ def build_server(listen: str, threads: int) -> tuple[grpc.Server, int]:
     return server, port
 
 
+def serve_aio(listen: str) -> int:
+    """The same Unary echo on grpc.aio (one event loop, no handler threads), to measure what
+    the asyncio server costs per call against the thread-pool one (issue 12)."""
+    import asyncio
+    import os
+
+    async def unary(request: bytes, context) -> bytes:
+        return request
+
+    async def run() -> None:
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        identity = lambda data: data  # noqa: E731
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {
+            "Unary": grpc.unary_unary_rpc_method_handler(
+                unary, request_deserializer=identity, response_serializer=identity)}),))
+        port = server.add_insecure_port(listen)
+        await server.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        print(f"echo: serving on {listen.rpartition(':')[0]}:{port} pid {os.getpid()} (aio)",
+              flush=True)
+        await stop.wait()
+        await server.stop(1)
+
+    asyncio.run(run())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--listen", default="127.0.0.1:0")
     parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--aio", action="store_true",
+                        help="serve Unary on grpc.aio instead of the thread pool")
     args = parser.parse_args(argv)
+    if args.aio:
+        return serve_aio(args.listen)
     server, port = build_server(args.listen, args.threads)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
