@@ -32,8 +32,9 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path[:0] = [str(REPO / "tests"), str(BENCH)]
 
-from envoy_support import (GATEWAY_ID, IdentityProvider, envoy_config, free_port,  # noqa: E402
-                           running_envoy, write_gateway_files, write_tiergate_tls)
+from envoy_support import (IdentityProvider, envoy_config, free_port,  # noqa: E402
+                           running_envoy, serve_for_gateway, write_gateway_files,
+                           write_tiergate_tls)
 from pki import Authority  # noqa: E402
 from server_load import process_cpu_seconds  # noqa: E402
 
@@ -47,27 +48,10 @@ DIRECT = "route: { cluster: upstream, timeout: 10s }"
 def start_tiergate(directory: Path, ca: Authority, audit: bool,
                    workers: int = 1) -> tuple[subprocess.Popen, list[int], list[int]]:
     """`tiergate serve` with mutual TLS (each worker on its own port): (process, ports, pids)."""
+    directory.mkdir(parents=True, exist_ok=True)
     tls = write_tiergate_tls(directory / "tls", ca)
-    config = directory / "tiergate.toml"
-    config.write_text(
-        f'policy_dir = "{REPO / "policies"}"\nlisten = "127.0.0.1:0"\n'
-        f'tls_cert = "{tls["tls_cert"]}"\ntls_key = "{tls["tls_key"]}"\n'
-        f'tls_client_ca = "{tls["tls_client_ca"]}"\n'
-        f'audit_log = "{directory / "audit.db" if audit else "off"}"\nreflection = false\n'
-        f'workers = {workers}\nworker_ports = true\n'
-        f'[access]\ncheck = ["{GATEWAY_ID}"]\n', encoding="utf-8")
-    process = subprocess.Popen([sys.executable, "-m", "tiergate.cli.main", "serve", "--config",
-                                str(config)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                               text=True, cwd=directory)
-    ports, pids = [], []
-    for _ in range(workers):
-        line = process.stdout.readline()
-        if "serving" not in line:
-            raise RuntimeError(f"tiergate did not start: {line!r}")
-        ports.append(int(line.split(" on ", 1)[1].split()[0].rpartition(":")[2]))
-        pids.append(int(line.rsplit("pid ", 1)[1].rstrip(")\n")) if "pid " in line
-                    else process.pid)
-    return process, ports, pids
+    return serve_for_gateway(directory, REPO / "policies", tls, workers=workers,
+                             audit_log=str(directory / "audit.db") if audit else "off")
 
 
 def h2load(url: str, headers: dict, *, connections: int, duration: float,
@@ -172,8 +156,6 @@ def _gateway(directory: Path, files: Path, tiergate_port: int | list[int], ext_a
 def measure_workers(reps: int, duration: float, connections: int) -> dict[str, list]:
     """`--workers 1` against `--workers 2 --worker-ports` (each an Envoy endpoint), both behind
     their own Envoy, alternating: requests/s, and each worker's share of the Check calls."""
-    import urllib.request
-
     directory = Path(tempfile.mkdtemp(prefix="tiergate-envoy-workers-"))
     ca, idp = Authority(), IdentityProvider()
     files = write_gateway_files(directory / "etc-envoy", ca, idp)
@@ -182,24 +164,18 @@ def measure_workers(reps: int, duration: float, connections: int) -> dict[str, l
     headers = {"authorization": f"Bearer {idp.token(CLAIMS, lifetime=86_400)}", **DECLARED}
     results: dict[str, list[dict]] = {"1 worker": [], "2 workers": []}
 
-    def calls(envoy) -> dict[str, int]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{envoy.admin}/clusters",
-                                    timeout=5) as answer:
-            lines = answer.read().decode().splitlines()
-        return {line.split("::")[1]: int(line.rsplit("::", 1)[1]) for line in lines
-                if line.startswith("tiergate::") and "::rq_total::" in line}
     try:
         with _gateway(directory, files, one_ports, True) as first, \
                 _gateway(directory, files, two_ports, True) as second:
             for rep in range(reps):
                 for name, envoy in (("1 worker", first), ("2 workers", second)):
-                    before = calls(envoy)
+                    before = envoy.calls_per_endpoint()
                     rate, latencies, ok, total = h2load(
                         envoy.url(DATASET), headers, connections=connections,
                         duration=duration, log=directory / f"w{rep}-{name[0]}.log")
                     if ok != total or total == 0:
                         raise RuntimeError(f"{name}: {total - ok} of {total} were not 200")
-                    after = calls(envoy)
+                    after = envoy.calls_per_endpoint()
                     counts = [after[k] - before.get(k, 0) for k in sorted(after)]
                     results[name].append({"rate": rate, "p99": percentile(latencies, 0.99),
                                           "shares": [c / max(sum(counts), 1) for c in counts]})

@@ -94,25 +94,12 @@ def run(args) -> int:
 
     if server_extra_missing("serve"):
         return 1
-    from tiergate.server.config import ConfigError, load_config
+    from tiergate.server.config import FIELDS, ConfigError, load_config
     from tiergate.server.logs import configure_logging
 
-    flags = {"policy_dir": args.policy_dir, "mapping": args.mapping, "listen": args.listen,
-             "workers": args.workers, "worker_ports": args.worker_ports,
-             "cache_size": args.cache_size, "reload_interval": args.reload_interval,
-             "max_message_bytes": args.max_message_bytes, "drain_seconds": args.drain_seconds,
-             "threads": args.threads, "log_level": args.log_level,
-             "accept_request_time": args.accept_request_time, "bundle": args.bundle,
-             "max_batch": args.max_batch, "reflection": args.reflection,
-             "max_concurrent_calls": args.max_concurrent_calls,
-             "verify_key": args.verify_key, "audit_log": args.audit_log,
-             "audit_key": args.audit_key, "audit_chain": args.audit_chain,
-             "metrics_listen": args.metrics_listen, "log_format": args.log_format,
-             "tls_cert": args.tls_cert, "tls_key": args.tls_key,
-             "tls_client_ca": args.tls_client_ca, "allow_plaintext": args.allow_plaintext,
-             "rate_limit": args.rate_limit, "default_deadline": args.default_deadline,
-             "max_response_bytes": args.max_response_bytes, "shadow": args.shadow,
-             "health_listen": args.health_listen, "trace_exporter": args.trace_exporter}
+    # Every flag is named after the setting it sets (server/config.py), so the flags are
+    # the settings argparse filled in.
+    flags = {name: getattr(args, name) for name in FIELDS if hasattr(args, name)}
     try:
         config = load_config(flags, config_file=args.config)
     except ConfigError as problem:

@@ -210,7 +210,7 @@ class Access:
         self._anyone = frozenset(p for p, entries in merged.items() if ANYONE in entries)
         self._named = {p: frozenset(e for e in entries if e != ANYONE)
                        for p, entries in merged.items()}
-        self.verified = verified  # callers are identified by mutual TLS
+        # Callers are identified by mutual TLS; over plaintext they have no names.
         self._caller_of = caller_of if verified else plaintext_caller
         self.limiter = limiter
         self.default_deadline = default_deadline

@@ -219,7 +219,8 @@ def start_server(config: ServeConfig, *, policy: PolicySet | None = None,
         candidates, candidate_revision = candidate_source.read()
         # A candidate that does not compile stops the start (DiagnosticError), as a policy does.
         shadow = Shadow(PolicyHolder(compile_sources(candidates, revision=candidate_revision),
-                                     policy_dir=str(candidate_source), clock=clock))
+                                     policy_dir=str(candidate_source), clock=clock),
+                        source=candidate_source)
         log.info("shadow: deciding every call with %s too (revision %s)", config.shadow,
                  shadow.revision)
     if tracing is None and config.trace_exporter != "off":
@@ -287,7 +288,7 @@ def start_server(config: ServeConfig, *, policy: PolicySet | None = None,
         watcher = PolicyWatcher(holder, interval=config.reload_interval, source=source).start()
         if shadow is not None:
             shadow_watcher = PolicyWatcher(shadow.holder, interval=config.reload_interval,
-                                           source=DirectorySource(config.shadow)).start()
+                                           source=shadow.source).start()
     running = RunningServer(server, port, holder, health_servicer, watcher, services, all_names,
                             source, audit, metrics, tls, shadow, shadow_watcher, tracing)
     if config.health_listen is not None:

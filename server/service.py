@@ -174,8 +174,8 @@ class AuthorizerService:
 
     def _record(self, context, entry_point: str, answers: list) -> None:
         """Commit the records of `answers` ((decided, decision id, time) each) or abort."""
-        caller = current_caller()
-        caller = record.grpc_caller(context, identity=caller.identity if caller else None)
+        calling = current_caller()
+        caller = record.grpc_caller(context, identity=calling.identity if calling else None)
         entries = [record.entry(decided, time_us=time_us, decision_id=decision_id,
                                 entry_point=entry_point, caller=caller)
                    for decided, decision_id, time_us in answers]

@@ -54,8 +54,9 @@ def _obligations(decision) -> tuple:
 class Shadow:
     """The candidate policy (its own holder, reloaded by its own watcher) and the tallies."""
 
-    def __init__(self, holder: PolicyHolder, metrics=None):
+    def __init__(self, holder: PolicyHolder, metrics=None, source=None):
         self.holder = holder
+        self.source = source  # where the candidate is read from (sources.DirectorySource)
         self.metrics = metrics
         self.compared = 0
         self.differences = 0

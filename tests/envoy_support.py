@@ -128,9 +128,13 @@ class RunningEnvoy:
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def stats(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/stats", timeout=5) as r:
-            return r.read().decode()
+    def calls_per_endpoint(self, cluster: str = "tiergate") -> dict[str, int]:
+        """Requests Envoy has sent to each endpoint of a cluster ("HOST:PORT" -> count), from
+        the admin interface's /clusters (rq_total per host)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/clusters", timeout=5) as r:
+            lines = r.read().decode().splitlines()
+        return {line.split("::")[1]: int(line.rsplit("::", 1)[1]) for line in lines
+                if line.startswith(f"{cluster}::") and "::rq_total::" in line}
 
 
 @contextlib.contextmanager
@@ -178,6 +182,34 @@ def write_tiergate_tls(directory: Path, ca) -> dict[str, Path]:
     key, cert = ca.server_cert().write(directory, "tiergate")
     (directory / "ca.crt").write_bytes(ca.pem)
     return {"tls_cert": cert, "tls_key": key, "tls_client_ca": directory / "ca.crt"}
+
+
+def serve_for_gateway(directory: Path, policy_dir: Path, tls: dict[str, Path], *,
+                      workers: int = 1, audit_log: str = "off"
+                      ) -> tuple[subprocess.Popen, list[int], list[int]]:
+    """`tiergate serve --config` as examples/envoy/tiergate.toml runs it (mutual TLS, only the
+    gateway may Check), each worker on its own port: (process, ports, worker pids)."""
+    import sys
+
+    config = directory / "tiergate.toml"
+    config.write_text(
+        f'policy_dir = "{policy_dir}"\nlisten = "127.0.0.1:0"\nreflection = false\n'
+        + "".join(f'{key} = "{path}"\n' for key, path in tls.items())
+        + f'audit_log = "{audit_log}"\nworkers = {workers}\nworker_ports = true\n'
+        f'[access]\ncheck = ["{GATEWAY_ID}"]\n', encoding="utf-8")
+    process = subprocess.Popen([sys.executable, "-m", "tiergate.cli.main", "serve", "--config",
+                                str(config)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               text=True, cwd=directory)
+    ports, pids = [], []
+    for _ in range(workers):  # a ready line each: "… on HOST:PORT … (worker i/N, pid P)"
+        line = process.stdout.readline()
+        if "serving" not in line:
+            process.kill()
+            raise RuntimeError(f"tiergate did not start: {line!r}")
+        ports.append(int(line.split(" on ", 1)[1].split()[0].rpartition(":")[2]))
+        pids.append(int(line.rsplit("pid ", 1)[1].rstrip(")\n")) if "pid " in line
+                    else process.pid)
+    return process, ports, pids
 
 
 def write_gateway_files(directory: Path, ca, idp: IdentityProvider) -> Path:

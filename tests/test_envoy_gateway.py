@@ -18,8 +18,8 @@ from tiergate.server.sources import DirectorySource
 from conftest import POLICIES, as_stated_directory, instant
 from server_support import poll_until, write_atomically
 from envoy_support import (GATEWAY_ID, IdentityProvider, Upstream, envoy_binary, envoy_config,
-                           free_port, http, running_envoy, write_gateway_files,
-                           write_tiergate_tls)
+                           free_port, http, running_envoy, serve_for_gateway,
+                           write_gateway_files, write_tiergate_tls)
 from pki import Authority
 from test_audit_log import records
 
@@ -223,48 +223,24 @@ def test_three_replicas_behind_envoy_converge_on_a_policy_change(tmp_path):
     assert sum(answered) >= 90 and min(answered) >= 10, answered  # round robin reached all
 
 
-def _cluster_calls(envoy, cluster: str = "tiergate") -> dict[str, int]:
-    """Calls Envoy sent to each endpoint of a cluster (admin /clusters: rq_total per host)."""
-    import urllib.request
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{envoy.admin}/clusters", timeout=5) as r:
-        lines = r.read().decode().splitlines()
-    return {line.split("::")[1]: int(line.rsplit("::", 1)[1]) for line in lines
-            if line.startswith(f"{cluster}::") and "::rq_total::" in line}
-
-
 def test_two_workers_on_their_own_ports_each_answer_their_share_behind_envoy(tmp_path):
     """--workers 2 --worker-ports: Envoy lists both as endpoints and balances calls, where
     a shared port would have given one worker Envoy's one connection and all its calls."""
-    import re
-    import subprocess
-    import sys
-
     ca, idp = Authority(), IdentityProvider()
     tls = write_tiergate_tls(tmp_path / "tls", ca)
     files = write_gateway_files(tmp_path / "etc-envoy", ca, idp)
-    config = tmp_path / "tiergate.toml"
-    config.write_text(f'policy_dir = "{gateway_policies()}"\nlisten = "127.0.0.1:0"\n'
-                      f'workers = 2\nworker_ports = true\ntls_cert = "{tls["tls_cert"]}"\n'
-                      f'tls_key = "{tls["tls_key"]}"\ntls_client_ca = "{tls["tls_client_ca"]}"\n'
-                      f'audit_log = "off"\n'
-                      f'[access]\ncheck = ["{GATEWAY_ID}"]\n', encoding="utf-8")
-    server = subprocess.Popen([sys.executable, "-m", "tiergate.cli.main", "serve", "--config",
-                               str(config)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                              text=True)
+    server, ports, _ = serve_for_gateway(tmp_path, gateway_policies(), tls, workers=2)
     try:
-        ports = [int(re.search(r" on 127\.0\.0\.1:(\d+) ", server.stdout.readline()).group(1))
-                 for _ in range(2)]
         assert len(set(ports)) == 2, "each worker has its own port"
         with Upstream() as upstream:
             port, admin = free_port(), free_port()
             text = envoy_config(listen=port, admin=admin, tiergate_ports=ports,
                                 upstream=upstream.port, files=files)
             with running_envoy(text, tmp_path, port=port, admin=admin) as envoy:
-                before = _cluster_calls(envoy)
+                before = envoy.calls_per_endpoint()
                 for _ in range(100):
                     assert ask(envoy, idp)[0] == 200
-                after = _cluster_calls(envoy)
+                after = envoy.calls_per_endpoint()
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -167,20 +167,31 @@ def test_only_callers_allowed_it_may_ask_for_another_time(tmp_path, ca, tls_file
     assert answer.effect == pb.PERMIT
 
 
-def test_a_method_no_permission_names_is_refused_to_everyone(tmp_path, ca, tls_files):
-    everyone = {p: ["*"] for p in ("decide", "decide_batch", "check", "policy_info", "audit",
-                                   "reflection", "health", "explain", "request_time")}
-    with tls_server(tmp_path, tls_files, access=everyone) as running:
-        with channel_for(running.port, ca, ca.issue(uris=(GATEWAY,))) as channel:
-            unknown = channel.unary_unary("/tiergate.v1.Authorizer/Undeclared")
-            with pytest.raises(grpc.RpcError) as refused:
-                unknown(b"", timeout=5)
-    # grpc answers UNIMPLEMENTED for a method no handler serves; nothing is ever served
-    # without a permission (access.permission_of), which the next assertion pins down.
-    assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    from tiergate.server.access import permission_of
-    assert permission_of("/tiergate.v1.Authorizer/Undeclared") is None
-    assert permission_of("/tiergate.v1.Audit/Query") == "audit"
+def test_a_method_no_permission_names_is_refused_to_everyone():
+    """A service added without a permission in access.py is closed, even to a table that
+    gives every permission to everyone."""
+    from concurrent import futures
+
+    from tiergate.server.access import PERMISSIONS, Access
+
+    access = Access({p: ("*",) for p in PERMISSIONS}, verified=False)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    echo = grpc.unary_unary_rpc_method_handler(lambda request, context: request)
+    access.guard(server).add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("test.Unnamed", {"Call": echo}),))
+    access.guard(server).add_registered_method_handlers("test.Registered", {"Call": echo})
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            codes = []
+            for method in ("/test.Unnamed/Call", "/test.Registered/Call"):
+                with pytest.raises(grpc.RpcError) as refused:
+                    channel.unary_unary(method)(b"x", timeout=5)
+                codes.append((refused.value.code(), method in refused.value.details()))
+    finally:
+        server.stop(0)
+    assert codes == [(grpc.StatusCode.PERMISSION_DENIED, True)] * 2
 
 
 def served_certificate(port: int, ca: Authority, client) -> bytes:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Iterator, Mapping
 
-from tiergate.engine.analysis import (Branch, Candidate, Leaf, approvers_reader, evaluate_atom,
-                                      grant_reader, model)
+from tiergate.engine.analysis import (UNKNOWN, Branch, Candidate, Leaf, approvers_reader,
+                                      evaluate_literal, grant_reader, model)
 
 Box = Mapping[str, frozenset]  # attribute -> allowed values; absent attribute: any value
 
@@ -56,30 +56,11 @@ def regions(root: Branch | Leaf) -> Iterator[Region]:
 
 # ---- residual tests, three-valued -------------------------------------------------------
 
-Maybe = bool | None
-
-
-def _atom_with_grant(atom: model.Atom, grant: model.Grant) -> Maybe:
-    """An atom's value with a concrete grant bound; None where it depends on the request."""
-    return evaluate_atom(atom, grant_reader(grant))
-
-
-def _atom_with_approvers(atom: model.Atom, approvers: frozenset) -> Maybe:
-    """An atom's value for a grant that could be written, known only by its approvers."""
-    return evaluate_atom(atom, approvers_reader(approvers))
-
-
-def _literal(value: Maybe, positive: bool) -> Maybe:
-    return value if value is None or positive else not value
-
-
 def conjunct_may_hold(conjunct: model.Conjunct, grant: model.Grant | None) -> bool:
-    """Whether some request in the box, with `grant` bound, could satisfy the conjunct."""
-    for literal in conjunct.residual:
-        value = _atom_with_grant(literal.atom, grant) if grant is not None else None
-        if _literal(value, literal.positive) is False:
-            return False
-    return True
+    """Whether some request in the box, with `grant` bound (None: any grant, or none), could
+    satisfy the conjunct: no residual literal is settled False by what is known."""
+    read = grant_reader(grant) if grant is not None else (lambda path: UNKNOWN)
+    return all(evaluate_literal(literal, read) is not False for literal in conjunct.residual)
 
 
 def approver_sets(approvers: frozenset) -> list[frozenset]:
@@ -93,8 +74,8 @@ def conjunct_may_hold_some_grant(conjunct: model.Conjunct, approvers: frozenset)
     if not literals:
         return True
     for subset in approver_sets(approvers):
-        if all(_literal(_atom_with_approvers(lit.atom, subset), lit.positive) is not False
-               for lit in literals):
+        read = approvers_reader(subset)
+        if all(evaluate_literal(lit, read) is not False for lit in literals):
             return True
     return False
 

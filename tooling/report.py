@@ -12,7 +12,7 @@ from __future__ import annotations
 from html import escape
 
 from tiergate.engine import PolicySet
-from tiergate.engine.analysis import Leaf
+from tiergate.engine.analysis import is_leaf
 from tiergate.engine.timeutil import format_instant, now_micros
 
 from .matrix import coverage_matrix
@@ -200,7 +200,7 @@ def tree_data(policy: PolicySet) -> dict:
     stack = [(policy.tree.root, None)]  # walked without recursion: the tree may be deep
 
     def place(node) -> int:
-        if node.__class__ is Leaf:
+        if is_leaf(node):
             key = tuple(tuple(rule_index[c.rule.id] * 2 + (c.checks is not None) for c in group)
                         for group in (node.denies, node.permits, node.obligers))
             if key not in leaves:
