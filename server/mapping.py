@@ -92,6 +92,7 @@ class GatewayMapping:
     actions: Mapping[str, str]
     attributes: tuple[AttributeSource, ...]
     routes: tuple[Route, ...]
+    jwt_payload_header: str = "x-jwt-payload"  # where ext_authz over HTTP finds the claims
 
     def translate(self, *, method: str, path: str, headers: Mapping[str, str],
                   claims: Mapping[str, Any] | None = None) -> dict:

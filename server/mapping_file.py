@@ -58,6 +58,9 @@ class SourceSpec(_Spec):
 class JwtSpec(_Spec):
     filter: str = JWT_FILTER
     payload: list[str] = Field(min_length=1)
+    # For ext_authz over HTTP, which carries no metadata: the header jwt_authn's
+    # forward_payload_header puts the verified payload in (base64url JSON).
+    payload_header: str = Field("x-jwt-payload", pattern=r"^[a-z0-9-]+$")
 
     @field_validator("payload", mode="before")
     @classmethod
@@ -220,7 +223,7 @@ class _Compiler:
         routes = tuple(self.route(i, r, actions, attributes) for i, r in enumerate(spec.routes))
         jwt = spec.jwt or JwtSpec(payload=["jwt_payload"])
         return GatewayMapping(self.name, jwt.filter, tuple(jwt.payload), actions,
-                              tuple(attributes), routes)
+                              tuple(attributes), routes, jwt.payload_header)
 
     def attributes(self, spec: MappingSpec) -> list[AttributeSource]:
         out = []

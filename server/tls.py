@@ -135,21 +135,26 @@ class CertificateFiles:
     def fetch(self):
         """gRPC's certificate_configuration_fetcher: a new configuration when the files changed
         and check out, else None (keep serving the current one). Runs before each handshake."""
+        return self._configuration(self.material) if self.refresh() else None
+
+    def refresh(self) -> bool:
+        """Read the files again if they changed; whether `material` is new. Files that changed
+        but do not check out leave the current material serving, logged once."""
         signature = self._stat()
         if signature == self._signature or signature == self._refused:
-            return None
+            return False
         with self._lock:
             if signature == self._signature:
-                return None
+                return False
             try:
                 material = self._load()
             except TLSError as problem:
                 self._refused = signature
                 log.error("TLS files changed but are not used; the previous certificate keeps "
                           "serving: %s", problem)
-                return None
+                return False
             self._signature, self._refused, self.material = signature, None, material
             self.rotations += 1
         log.info("TLS certificate reloaded from %s (valid until %s)", self.cert,
                  material.not_after.isoformat())
-        return self._configuration(material)
+        return True

@@ -136,7 +136,10 @@ def run_workers(config: ServeConfig) -> int:
                               if config.worker_ports and config.health_listen else
                               config.health_listen),
             "audit_chain": f"{base_chain}-w{i + 1}",
-            "metrics_listen": _offset(config.metrics_listen, i)})
+            "metrics_listen": _offset(config.metrics_listen, i),
+            "http_check_listen": (_offset(config.http_check_listen, i)
+                                  if config.worker_ports and config.http_check_listen else
+                                  config.http_check_listen)})
             for i in range(config.workers)]
         for child_config in child_configs:
             workers.append(_start_worker(child_config))

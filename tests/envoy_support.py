@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "envoy" / "envoy.yaml"
+EXAMPLE_HTTP = REPO / "examples" / "envoy" / "envoy-http.yaml"
 GATEWAY_ID = "spiffe://platform.example.cn/ns/gateway/sa/envoy"
 ISSUER, AUDIENCE = "https://idp.example.cn", "health-data-platform"
 
@@ -98,18 +99,20 @@ class Upstream:
 
 
 def envoy_config(*, listen: int, admin: int, tiergate_ports: list[int], upstream: int,
-                 files: Path, ext_authz: bool = True) -> str:
-    """examples/envoy/envoy.yaml for this machine: its ports, and files under `files` for
-    /etc/envoy/. Several Tiergate ports become several endpoints of the tiergate cluster."""
-    text = EXAMPLE.read_text(encoding="utf-8")
+                 files: Path, ext_authz: bool = True, http: bool = False) -> str:
+    """examples/envoy/envoy.yaml (envoy-http.yaml with `http`: ext_authz over HTTP) for this
+    machine: its ports, and files under `files` for /etc/envoy/. Several Tiergate ports become
+    several endpoints of the Tiergate cluster."""
+    text = (EXAMPLE_HTTP if http else EXAMPLE).read_text(encoding="utf-8")
     replacements = [("port_value: 9901", f"port_value: {admin}"),
                     ("port_value: 10000", f"port_value: {listen}"),
                     ("port_value: 8081", f"port_value: {upstream}"),
                     ("/etc/envoy/", f"{files}/")]
+    example_port = "50053" if http else "50051"
     endpoint = ("        - endpoint:\n            address:\n              socket_address: "
-                "{ address: 127.0.0.1, port_value: 50051 }\n")
+                f"{{ address: 127.0.0.1, port_value: {example_port} }}\n")
     assert endpoint in text, "the example's tiergate endpoint changed shape"
-    text = text.replace(endpoint, "".join(endpoint.replace("50051", str(p))
+    text = text.replace(endpoint, "".join(endpoint.replace(example_port, str(p))
                                           for p in tiergate_ports))
     for old, new in replacements:
         assert old in text, f"the example no longer has {old!r}"
@@ -185,16 +188,19 @@ def write_tiergate_tls(directory: Path, ca) -> dict[str, Path]:
 
 
 def serve_for_gateway(directory: Path, policy_dir: Path, tls: dict[str, Path], *,
-                      workers: int = 1, audit_log: str = "off"
+                      workers: int = 1, audit_log: str = "off", http_check_port: int | None = None
                       ) -> tuple[subprocess.Popen, list[int], list[int]]:
     """`tiergate serve --config` as examples/envoy/tiergate.toml runs it (mutual TLS, only the
-    gateway may Check), each worker on its own port: (process, ports, worker pids)."""
+    gateway may Check), each worker on its own port: (process, ports, worker pids). With
+    `http_check_port`, ext_authz over HTTP too, worker i on that port + i - 1."""
     import sys
 
     config = directory / "tiergate.toml"
+    http_check = (f'http_check_listen = "127.0.0.1:{http_check_port}"\n'
+                  if http_check_port is not None else "")
     config.write_text(
         f'policy_dir = "{policy_dir}"\nlisten = "127.0.0.1:0"\nreflection = false\n'
-        + "".join(f'{key} = "{path}"\n' for key, path in tls.items())
+        + http_check + "".join(f'{key} = "{path}"\n' for key, path in tls.items())
         + f'audit_log = "{audit_log}"\nworkers = {workers}\nworker_ports = true\n'
         f'[access]\ncheck = ["{GATEWAY_ID}"]\n', encoding="utf-8")
     process = subprocess.Popen([sys.executable, "-m", "tiergate.cli.main", "serve", "--config",

