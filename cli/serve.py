@@ -70,6 +70,9 @@ def register(subparsers) -> None:
                         "differently")
     parser.add_argument("--health-listen", metavar="HOST:PORT",
                         help="serve gRPC health alone here, in plaintext (Kubernetes probes)")
+    parser.add_argument("--http-check-listen", metavar="HOST:PORT",
+                        help="also answer Envoy's ext_authz over HTTP (http_service) here, "
+                        "with the same TLS and [access]: docs/ext_authz.md")
     parser.add_argument("--trace-exporter", choices=("off", "otlp", "console"),
                         help="OpenTelemetry spans for each call (needs tiergate[tracing])")
     parser.add_argument("--tls-cert", metavar="PEM",

@@ -133,6 +133,11 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
             return _audit_denied(verdict.decision_id)
         return verdict
 
+    @property
+    def recording(self) -> bool:
+        """Whether each answer waits for its audit record to commit."""
+        return self._audit is not None
+
     def _now(self) -> int:
         return self._clock() if self._clock is not None else now_micros()
 

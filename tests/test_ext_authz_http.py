@@ -146,6 +146,26 @@ def test_one_connection_answers_request_after_request(served):
     assert answers == [200] * 5
 
 
+def test_pipelined_requests_are_answered_in_order(served):
+    # With the audit log on, answers are decided in a pool; they still leave in order.
+    port = gateway_port(served)
+    one = ("GET /ext_authz{path} HTTP/1.1\r\n" + "".join(
+        f"{k}: {v}\r\n" for k, v in {**GATEWAY_SETS, "x-jwt-payload": payload(CLAIMS)}.items())
+        + "\r\n")
+    paths = [DATASET, "/datasets/ds-hospitals-open", DATASET]
+    with port.connect() as connection:
+        connection.sendall("".join(one.format(path=p) for p in paths).encode())
+        data = b""
+        while data.count(b"\r\n\r\n") < len(paths):  # permits have no body
+            chunk = connection.recv(65536)
+            assert chunk, data
+            data += chunk
+    heads = data.split(b"\r\n\r\n")[:len(paths)]
+    assert all(h.startswith(b"HTTP/1.1 200") for h in heads), heads
+    grants = [b"x-tiergate-grant-id: fz-2026-017" in h for h in heads]
+    assert grants == [True, False, True]
+
+
 def test_a_caller_not_allowed_check_is_refused_and_recorded(served):
     running, ca, directory, _ = served
     status, headers, body = Port(running.http_check.port, ca, directory, OTHER_ID).ask()
