@@ -13,6 +13,9 @@ An Envoy or Istio proxy asks before forwarding each HTTP request. The gateway ma
 - Every answer is committed to the audit log before it is sent; when it cannot be, the answer
   is a 503 denial saying so (tiergate.audit.log), never an unrecorded permit.
 
+The answer is a transport-neutral Verdict (ExtAuthzServicer.verdict); check_response encodes it
+for gRPC, and ext_authz_http.py encodes the same Verdict for Envoy's http_service.
+
 Wiring: `tiergate serve` registers this module (app.py's SERVICE_MODULES contract: `register`,
 `SERVICE_NAME`); elsewhere `add_ext_authz(server, policy_source, mapping)`, where `policy_source`
 is a zero-argument callable returning the PolicySet being served, so a reload is seen by the
