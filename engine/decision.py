@@ -25,7 +25,8 @@ def frozen(value: Any) -> Any:
 
 def thawed(value: Any) -> Any:
     """A plain, JSON-ready copy of a `frozen` value: dicts and lists again."""
-    if isinstance(value, Mapping):
+    # MappingProxyType and dict by name: typing.Mapping's ABC check costs per call.
+    if isinstance(value, (MappingProxyType, dict)):
         return {k: thawed(v) for k, v in value.items()}
     if isinstance(value, tuple):
         return [thawed(v) for v in value]

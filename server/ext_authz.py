@@ -112,17 +112,18 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
             identity = calling.identity if calling is not None else None
             return (record.grpc_caller(context, downstream, identity) if context is not None
                     else record.caller_json(None, None, downstream))
-        verdict = self.verdict(http.method, http.path, _headers(http),
-                               lambda mapping: _claims(metadata, mapping), caller)
-        return check_response(verdict)
+        def translate(mapping: GatewayMapping) -> dict:
+            return mapping.translate(method=http.method, path=http.path, headers=_headers(http),
+                                     claims=_claims(metadata, mapping))
+        return check_response(self.verdict(http.method, http.path, translate, caller))
 
-    def verdict(self, method: str, path: str, headers: Mapping[str, str],
-                claims: Callable[[GatewayMapping], Mapping[str, Any] | None],
+    def verdict(self, method: str, path: str, translate: Callable[[GatewayMapping], dict],
                 caller: Callable[[], str]) -> "Verdict":
         """One HTTP request's answer, recorded: the part of a Check that does not depend on
-        how it arrived (gRPC here, HTTP in ext_authz_http.py). `claims(mapping)` reads the
-        verified token; `caller()` is the audit record's caller, asked only when recording."""
-        verdict, decided = self._answer(method, path, headers, claims)
+        how it arrived (gRPC here, HTTP in ext_authz_http.py). `translate(mapping)` is the
+        Tiergate request (or MappingError); `caller()` is the audit record's caller, asked only
+        when recording."""
+        verdict, decided = self._answer(method, path, translate)
         note_decision(verdict.decision_id, verdict.effect)
         if self._audit is None:
             return verdict
@@ -144,7 +145,7 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
     def _now(self) -> int:
         return self._clock() if self._clock is not None else now_micros()
 
-    def _answer(self, method: str, path: str, headers: Mapping[str, str], claims):
+    def _answer(self, method: str, path: str, translate):
         """(Verdict, the audit record's decision part or None without a log) for one
         request."""
         recorded = self._audit is not None
@@ -156,8 +157,7 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
                 "or --mapping FILE)", "映射：未配置网关映射文件（POLICY_DIR/gateway.toml 或 --mapping）")])
             return self._mapping_refused(error, http_part, recorded)
         try:
-            tiergate_request = mapping.translate(method=method, path=path, headers=headers,
-                                                 claims=claims(mapping))
+            tiergate_request = translate(mapping)
         except MappingError as error:
             return self._mapping_refused(error, http_part, recorded)
         policy = self._policy_source()

@@ -49,11 +49,12 @@ from typing import Any, Callable, Mapping
 
 import httptools
 
+from tiergate.audit import record
 from tiergate.audit.log import AuditUnavailable
 
 from .access import Access, Caller
 from .ext_authz import ExtAuthzServicer, Verdict, internal_failure
-from .mapping import GatewayMapping, MappingError, MappingProblem
+from .mapping import GatewayMapping, MappingError, MappingProblem, TranslationCache
 from .tls import CertificateFiles, Material
 
 log = logging.getLogger("tiergate.ext_authz")
@@ -244,6 +245,7 @@ class HttpCheckServer:
         self.servicer, self.access, self.ready = servicer, access, ready
         self.tls, self.on_refused, self.metrics = tls, on_refused, metrics
         self.connections: set[_Connection] = set()
+        self.translations = TranslationCache()
         self.loop = asyncio.new_event_loop()
         # With an audit log each answer waits for its record's commit; deciding in a pool lets
         # the waits of many connections share one group commit instead of queueing behind
@@ -289,12 +291,12 @@ class HttpCheckServer:
 
     def _verdict(self, caller: Caller, method: str, path: str,
                  headers: dict[str, str]) -> Verdict:
-        from tiergate.audit import record
-
-        return self.servicer.verdict(
-            method, path, headers, lambda mapping: claims_from_header(mapping, headers),
-            # No downstream address: over HTTP it would be a client-written header.
-            lambda: record.caller_json(caller.peer, caller.identity))
+        def translate(mapping: GatewayMapping) -> dict:
+            return self.translations.translate(
+                mapping, method, path, headers, lambda m: claims_from_header(m, headers))
+        # No downstream address: over HTTP it would be a client-written header.
+        return self.servicer.verdict(method, path, translate,
+                                     lambda: record.caller_json(caller.peer, caller.identity))
 
     def _refused(self, caller: Caller) -> bytes:
         message = self.access.denial(caller, "check")

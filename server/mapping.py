@@ -14,11 +14,15 @@ then a verified JWT claim, then a header, then the mapping's default.
 
 from __future__ import annotations
 
+import functools
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import unquote
+
+from cachetools import LRUCache
 
 from tiergate.engine.schema import REQUEST_ATTRIBUTES, Kind
 
@@ -137,6 +141,13 @@ class GatewayMapping:
             raise MappingError(problems)
         return _nest(values)
 
+    @functools.cached_property
+    def headers_read(self) -> tuple[str, ...]:
+        """Every header a translation reads, the forwarded token payload's included: with the
+        method and path, the whole input of a translation over HTTP (TranslationCache)."""
+        named = {s.header for s in self.attributes if s.header is not None}
+        return tuple(sorted(named | {self.jwt_payload_header}))
+
     def _route(self, method: str, path: str) -> tuple[Route, re.Match]:
         # Envoy sends the path with its query string; routes name the path alone.
         bare = path.split("?", 1)[0].split("#", 1)[0]
@@ -241,10 +252,41 @@ def _missing(source: AttributeSource) -> MappingProblem:
                     f"{zh}（用于 {source.path}）")
 
 
+class TranslationCache:
+    """Recent translations, for requests whose claims arrive in a header (ext_authz over HTTP):
+    a translation is a function of the mapping, the method, the path and headers_read alone,
+    so a gateway's repeated requests skip it. Only completed translations are kept; their dicts
+    are shared and must not be changed (the engine only reads them). Thread-safe."""
+
+    def __init__(self, size: int = 4096):
+        self._size = size
+        self._lock = threading.Lock()
+        self._mapping: GatewayMapping | None = None
+        self._kept: LRUCache = LRUCache(size)
+
+    def translate(self, mapping: GatewayMapping, method: str, path: str,
+                  headers: Mapping[str, str],
+                  claims: Callable[[GatewayMapping], Mapping[str, Any] | None]) -> dict:
+        key = (method, path, *[headers.get(name) for name in mapping.headers_read])
+        with self._lock:
+            if self._mapping is mapping:
+                kept = self._kept.get(key)
+                if kept is not None:
+                    return kept
+        translated = mapping.translate(method=method, path=path, headers=headers,
+                                       claims=claims(mapping))
+        with self._lock:
+            if self._mapping is not mapping:  # a reloaded mapping: the old answers are void
+                self._mapping, self._kept = mapping, LRUCache(self._size)
+            self._kept[key] = translated
+        return translated
+
+
 def _walk(claims: Mapping[str, Any], path: tuple[str, ...]) -> Any:
     value: Any = claims
     for name in path:
-        if not isinstance(value, Mapping):
+        # dict, not typing.Mapping: claims are parsed JSON, and the ABC check costs per call.
+        if not isinstance(value, dict):
             return None
         value = value.get(name)
     return value

@@ -6,9 +6,11 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tiergate.engine import DiagnosticError
-from tiergate.server.mapping import MappingError, load_mapping, parse_mapping
+from tiergate.server.mapping import MappingError, TranslationCache, load_mapping, parse_mapping
 
 from conftest import POLICIES
 
@@ -203,3 +205,82 @@ def test_an_encoded_slash_in_a_placeholder_is_refused():
         mapping.translate(method="GET", path="/datasets/ds-1%2F..%2Fds-2", headers=HEADERS)
     assert "decodes to a slash" in str(caught.value)
     assert mapping.translate(method="GET", path="/datasets/ds-1", headers=HEADERS)["resource"] == {"id": "ds-1"}
+
+
+# -- TranslationCache: what ext_authz over HTTP reuses between requests
+
+def _fresh_and_cached(mapping, cache, method, path, headers, claims=None):
+    fresh = mapping.translate(method=method, path=path, headers=headers, claims=claims)
+    cached = cache.translate(mapping, method, path, headers, lambda m: claims)
+    return fresh, cached
+
+
+_HEADER_VALUES = st.one_of(st.none(), st.sampled_from(["", " ", "university", "hospital",
+                                                        "education", "domestic", "true",
+                                                        "高校", "fuzhou"]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["GET", "POST", "get"]),
+                          st.sampled_from(["/datasets/basic_info/open/ds-1",
+                                           "/datasets/basic_info/closed/ds-2",
+                                           "/datasets/basic_info/open/ds-%2F1", "/other"]),
+                          st.fixed_dictionaries({}, optional={
+                              name: _HEADER_VALUES for name in
+                              ("x-subject-id", "x-org-type", "x-region", "x-purpose",
+                               "x-storage-region", "x-unread")})),
+                min_size=1, max_size=12))
+def test_a_cached_translation_is_always_the_one_the_mapping_would_make(requests):
+    mapping, cache = parse_mapping(GOOD), TranslationCache(size=4)
+    for method, path, headers in requests:
+        headers = {k: v for k, v in headers.items() if v is not None}
+        try:
+            fresh = mapping.translate(method=method, path=path, headers=headers)
+        except MappingError as error:
+            with pytest.raises(MappingError) as again:
+                cache.translate(mapping, method, path, headers, lambda m: None)
+            assert again.value.problems == error.problems
+        else:
+            assert cache.translate(mapping, method, path, headers, lambda m: None) == fresh
+
+
+def test_a_repeated_request_is_translated_once_and_a_new_mapping_starts_afresh():
+    mapping, cache = parse_mapping(GOOD), TranslationCache()
+    path = "/datasets/basic_info/open/ds-1"
+    first = cache.translate(mapping, "GET", path, HEADERS, lambda m: None)
+    assert cache.translate(mapping, "GET", path, dict(HEADERS), lambda m: None) is first
+    unread = {**HEADERS, "x-request-id": "another"}  # a header no attribute reads
+    assert cache.translate(mapping, "GET", path, unread, lambda m: None) is first
+    other = cache.translate(mapping, "GET", path, {**HEADERS, "x-purpose": "research"},
+                            lambda m: None)
+    assert other["purpose"] == "research" and first["purpose"] == "education"
+    reloaded = parse_mapping(GOOD.replace('default = "fuzhou"', 'default = "xiamen"'))
+    again = cache.translate(reloaded, "GET", path, HEADERS, lambda m: None)
+    assert again is not first and again["subject"]["region"] == "xiamen"
+
+
+def test_the_forwarded_payload_is_part_of_what_a_translation_depends_on():
+    mapping = parse_mapping(GOOD)
+    assert "x-jwt-payload" in mapping.headers_read
+    cache, path = TranslationCache(), "/datasets/basic_info/open/ds-1"
+    one = cache.translate(mapping, "GET", path, {**HEADERS, "x-jwt-payload": "a"},
+                          lambda m: {"org_type": "hospital"})
+    two = cache.translate(mapping, "GET", path, {**HEADERS, "x-jwt-payload": "b"},
+                          lambda m: {"org_type": "regulator"})
+    assert (one["subject"]["org_type"], two["subject"]["org_type"]) == ("hospital", "regulator")
+
+
+def test_deciding_does_not_change_a_shared_translation(policy):
+    import copy
+
+    mapping = load_mapping(POLICIES / "gateway.toml")
+    claims = {"sub": "u-1042", "org_id": "fzu", "org_type": "university",
+              "real_name_verified": True}
+    translated = TranslationCache().translate(
+        mapping, "GET", "/datasets/ds-cardio-2025",
+        {"x-purpose": "scientific_research", "x-storage-region": "domestic",
+         "x-deidentified": "true", "x-region": "southeast_park"}, lambda m: claims)
+    before = copy.deepcopy(translated)
+    policy.decide(translated)
+    policy.decide_recorded(translated)
+    assert translated == before
