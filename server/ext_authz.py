@@ -44,7 +44,8 @@ from tiergate.engine.schema import Kind
 from tiergate.engine.timeutil import now_micros
 
 from .access import Access, current_caller
-from .mapping import ATTRIBUTES, MAPPING_FILE, GatewayMapping, MappingError, MappingProblem, load_mapping
+from .mapping import (ATTRIBUTES, MAPPING_FILE, GatewayMapping, MappingError, MappingProblem,
+                      TranslationCache, load_mapping)
 from .metrics import outcome_of
 from .tracing import note_decision
 
@@ -87,6 +88,7 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
         # when no mapping is configured: every Check is then denied, saying so.
         self._mapping_source = mapping if callable(mapping) else (lambda: mapping)
         self._clock = clock  # µs since the epoch, for requests without context.time
+        self._translations = TranslationCache()
 
     def Check(self, request: external_auth_pb2.CheckRequest, context) -> external_auth_pb2.CheckResponse:
         if self._metrics is not None:
@@ -113,8 +115,12 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
             return (record.grpc_caller(context, downstream, identity) if context is not None
                     else record.caller_json(None, None, downstream))
         def translate(mapping: GatewayMapping) -> dict:
-            return mapping.translate(method=http.method, path=http.path, headers=_headers(http),
-                                     claims=_claims(metadata, mapping))
+            by_filter = metadata.filter_metadata
+            token = (by_filter[mapping.jwt_filter].SerializeToString()
+                     if mapping.jwt_filter in by_filter else b"")
+            return self._translations.translate(mapping, http.method, http.path,
+                                                _headers(http), lambda m: _claims(metadata, m),
+                                                claims_key=token)
         return check_response(self.verdict(http.method, http.path, translate, caller))
 
     def verdict(self, method: str, path: str, translate: Callable[[GatewayMapping], dict],

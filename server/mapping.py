@@ -253,10 +253,12 @@ def _missing(source: AttributeSource) -> MappingProblem:
 
 
 class TranslationCache:
-    """Recent translations, for requests whose claims arrive in a header (ext_authz over HTTP):
-    a translation is a function of the mapping, the method, the path and headers_read alone,
-    so a gateway's repeated requests skip it. Only completed translations are kept; their dicts
-    are shared and must not be changed (the engine only reads them). Thread-safe."""
+    """Recent translations. A translation is a function of the mapping, the method, the path,
+    headers_read and the claims alone, so a gateway's repeated requests skip it. The claims
+    are named by `claims_key`: the bytes they were read from (the gRPC CheckRequest's token
+    metadata), or None when they come from a header in headers_read (ext_authz over HTTP).
+    Only completed translations are kept; their dicts are shared and must not be changed (the
+    engine only reads them). Thread-safe."""
 
     def __init__(self, size: int = 4096):
         self._size = size
@@ -266,8 +268,9 @@ class TranslationCache:
 
     def translate(self, mapping: GatewayMapping, method: str, path: str,
                   headers: Mapping[str, str],
-                  claims: Callable[[GatewayMapping], Mapping[str, Any] | None]) -> dict:
-        key = (method, path, *[headers.get(name) for name in mapping.headers_read])
+                  claims: Callable[[GatewayMapping], Mapping[str, Any] | None],
+                  claims_key: bytes | None = None) -> dict:
+        key = (method, path, claims_key, *[headers.get(name) for name in mapping.headers_read])
         with self._lock:
             if self._mapping is mapping:
                 kept = self._kept.get(key)

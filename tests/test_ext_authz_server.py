@@ -133,6 +133,17 @@ def test_verified_claim_beats_a_header(authz):
     assert authz.Check(check_request("GET", DATASET, forged, claims)).status.code == OK
 
 
+def test_checks_that_differ_only_in_their_token_are_decided_on_each_token(authz):
+    # The Check path reuses translations; the token's claims are part of what it reuses by.
+    headers = without(HEADERS, "x-subject-id", "x-org-id", "x-org-type", "x-real-name-verified")
+    university = {"sub": "u-1042", "org_id": "fzu", "org_type": "university",
+                  "real_name_verified": True}
+    foreign = {**university, "org_id": "acme-intl", "org_type": "foreign_enterprise"}
+    answers = [authz.Check(check_request("GET", DATASET, headers, claims)).status.code
+               for claims in (university, foreign, university, foreign)]
+    assert answers == [OK, PERMISSION_DENIED, OK, PERMISSION_DENIED]
+
+
 def test_numeric_subject_claim_is_text(authz):
     claims = {"sub": 1042, "org_id": "fzu", "org_type": "university"}
     headers = without(HEADERS, "x-subject-id")
