@@ -34,8 +34,8 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path[:0] = [str(REPO / "tests"), str(BENCH)]
 
-from envoy_support import (IdentityProvider, envoy_config, free_port,  # noqa: E402
-                           running_envoy, serve_for_gateway, write_gateway_files,
+from envoy_support import (IdentityProvider, adjacent_free_ports, envoy_config,  # noqa: E402
+                           free_port, running_envoy, serve_for_gateway, write_gateway_files,
                            write_tiergate_tls)
 from pki import Authority  # noqa: E402
 from server_load import process_cpu_seconds  # noqa: E402
@@ -126,8 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     print(report(measure(args.reps, args.duration, args.connections, args.audit), args.reps,
                  args.duration, args.connections, args.audit))
     if args.workers:
-        print()
-        print(report_workers(measure_workers(args.reps, args.duration, args.connections)))
+        for http in (False, True):
+            print()
+            print(report_workers(measure_workers(args.reps, args.duration, args.connections,
+                                                 http=http), http=http))
     return 0
 
 
@@ -188,29 +190,37 @@ def _gateway(directory: Path, files: Path, tiergate_port: int | list[int], ext_a
     return running_envoy(text, directory, port=port, admin=admin)
 
 
-def measure_workers(reps: int, duration: float, connections: int) -> dict[str, list]:
+def measure_workers(reps: int, duration: float, connections: int,
+                    http: bool = False) -> dict[str, list]:
     """`--workers 1` against `--workers 2 --worker-ports` (each an Envoy endpoint), both behind
-    their own Envoy, alternating: requests/s, and each worker's share of the Check calls."""
+    their own Envoy, alternating: requests/s, and each worker's share of the Check calls.
+    With `http`, ext_authz over HTTP (each worker's http_check_listen port an endpoint)."""
     directory = Path(tempfile.mkdtemp(prefix="tiergate-envoy-workers-"))
     ca, idp = Authority(), IdentityProvider()
     files = write_gateway_files(directory / "etc-envoy", ca, idp)
-    one, one_ports, _ = start_tiergate(directory / "one", ca, False, workers=1)
-    two, two_ports, _ = start_tiergate(directory / "two", ca, False, workers=2)
+    one_http, two_http = (free_port(), adjacent_free_ports()) if http else (None, None)
+    one, one_ports, _ = start_tiergate(directory / "one", ca, False, workers=1,
+                                       http_check_port=one_http)
+    two, two_ports, _ = start_tiergate(directory / "two", ca, False, workers=2,
+                                       http_check_port=two_http)
+    if http:
+        one_ports, two_ports = [one_http], [two_http, two_http + 1]
+    cluster = "tiergate_http" if http else "tiergate"
     headers = {"authorization": f"Bearer {idp.token(CLAIMS, lifetime=86_400)}", **DECLARED}
     results: dict[str, list[dict]] = {"1 worker": [], "2 workers": []}
 
     try:
-        with _gateway(directory, files, one_ports, True) as first, \
-                _gateway(directory, files, two_ports, True) as second:
+        with _gateway(directory, files, one_ports, True, http=http) as first, \
+                _gateway(directory, files, two_ports, True, http=http) as second:
             for rep in range(reps):
                 for name, envoy in (("1 worker", first), ("2 workers", second)):
-                    before = envoy.calls_per_endpoint()
+                    before = envoy.calls_per_endpoint(cluster)
                     rate, latencies, ok, total = h2load(
                         envoy.url(DATASET), headers, connections=connections,
                         duration=duration, log=directory / f"w{rep}-{name[0]}.log")
                     if ok != total or total == 0:
                         raise RuntimeError(f"{name}: {total - ok} of {total} were not 200")
-                    after = envoy.calls_per_endpoint()
+                    after = envoy.calls_per_endpoint(cluster)
                     counts = [after[k] - before.get(k, 0) for k in sorted(after)]
                     results[name].append({"rate": rate, "p99": percentile(latencies, 0.99),
                                           "shares": [c / max(sum(counts), 1) for c in counts]})
@@ -222,12 +232,13 @@ def measure_workers(reps: int, duration: float, connections: int) -> dict[str, l
     return results
 
 
-def report_workers(results: dict[str, list[dict]]) -> str:
+def report_workers(results: dict[str, list[dict]], http: bool = False) -> str:
     one, two = results["1 worker"], results["2 workers"]
     ratios = [b["rate"] / a["rate"] for a, b in zip(one, two)]
     lowest = [min(r["shares"]) for r in two]
+    over = "ext_authz over HTTP" if http else "ext_authz over gRPC"
     return "\n".join([
-        "| Tiergate behind Envoy (ext_authz) | requests/s | p99 µs | each worker's share |",
+        f"| Tiergate behind Envoy ({over}) | requests/s | p99 µs | each worker's share |",
         "|---|---:|---:|---|",
         f"| --workers 1 | {statistics.median(r['rate'] for r in one):,.0f} | "
         f"{statistics.median(r['p99'] for r in one):,.0f} | 100% |",

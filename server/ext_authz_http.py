@@ -66,7 +66,7 @@ MAX_HEADERS = 200
 MAX_BODY_BYTES = 64 * 1024   # Envoy sends none unless with_request_body is set; it is unread
 REMOVE_HEADERS = "x-envoy-auth-headers-to-remove"
 
-Recorder = Callable[[Caller, str, str], str]  # (caller, peer, message) -> decision id
+Recorder = Callable[[Caller, str, str], str]  # (caller, method, message) -> decision id
 
 
 def _response(status: int, headers, body: bytes = b"", *, close: bool = False) -> bytes:
@@ -116,7 +116,9 @@ def claims_from_header(mapping: GatewayMapping,
 
 def _caller(transport: asyncio.Transport) -> Caller:
     peer = transport.get_extra_info("peername")
-    address = f"ipv4:{peer[0]}:{peer[1]}" if peer and len(peer) == 2 else str(peer)
+    # As gRPC writes a peer, so that the audit records of both ports read alike.
+    address = (f"ipv4:{peer[0]}:{peer[1]}" if peer and len(peer) == 2
+               else f"ipv6:[{peer[0]}]:{peer[1]}" if peer else "")
     certificate = transport.get_extra_info("peercert") or {}
     names = certificate.get("subjectAltName", ())
     return Caller(tuple(v for k, v in names if k == "URI"), tuple(v for k, v in names if k == "DNS"),

@@ -43,6 +43,20 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def adjacent_free_ports() -> int:
+    """A port p such that p and p + 1 are both free now (--workers 2 --worker-ports: worker i
+    serves on p + i - 1)."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no two adjacent free ports")
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 

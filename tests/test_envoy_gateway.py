@@ -19,9 +19,9 @@ from tiergate.server.sources import DirectorySource
 
 from conftest import POLICIES, as_stated_directory, instant
 from server_support import poll_until, write_atomically
-from envoy_support import (GATEWAY_ID, IdentityProvider, Upstream, envoy_binary, envoy_config,
-                           free_port, http, running_envoy, serve_for_gateway,
-                           write_gateway_files, write_tiergate_tls)
+from envoy_support import (GATEWAY_ID, IdentityProvider, Upstream, adjacent_free_ports,
+                           envoy_binary, envoy_config, free_port, http, running_envoy,
+                           serve_for_gateway, write_gateway_files, write_tiergate_tls)
 from pki import Authority
 from test_audit_log import records
 
@@ -238,24 +238,31 @@ def test_three_replicas_behind_envoy_converge_on_a_policy_change(tmp_path):
     assert sum(answered) >= 90 and min(answered) >= 10, answered  # round robin reached all
 
 
-def test_two_workers_on_their_own_ports_each_answer_their_share_behind_envoy(tmp_path):
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_two_workers_on_their_own_ports_each_answer_their_share_behind_envoy(tmp_path,
+                                                                             transport):
     """--workers 2 --worker-ports: Envoy lists both as endpoints and balances calls, where
     a shared port would have given one worker Envoy's one connection and all its calls."""
     ca, idp = Authority(), IdentityProvider()
     tls = write_tiergate_tls(tmp_path / "tls", ca)
     files = write_gateway_files(tmp_path / "etc-envoy", ca, idp)
-    server, ports, _ = serve_for_gateway(tmp_path, gateway_policies(), tls, workers=2)
+    http_port = adjacent_free_ports() if transport == "http" else None
+    server, ports, _ = serve_for_gateway(tmp_path, gateway_policies(), tls, workers=2,
+                                         http_check_port=http_port)
+    if http_port is not None:
+        ports = [http_port, http_port + 1]
     try:
         assert len(set(ports)) == 2, "each worker has its own port"
         with Upstream() as upstream:
             port, admin = free_port(), free_port()
             text = envoy_config(listen=port, admin=admin, tiergate_ports=ports,
-                                upstream=upstream.port, files=files)
+                                upstream=upstream.port, files=files, http=http_port is not None)
+            cluster = "tiergate_http" if http_port is not None else "tiergate"
             with running_envoy(text, tmp_path, port=port, admin=admin) as envoy:
-                before = envoy.calls_per_endpoint()
+                before = envoy.calls_per_endpoint(cluster)
                 for _ in range(100):
                     assert ask(envoy, idp)[0] == 200
-                after = envoy.calls_per_endpoint()
+                after = envoy.calls_per_endpoint(cluster)
     finally:
         server.terminate()
         server.wait(timeout=30)
