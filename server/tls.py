@@ -98,6 +98,7 @@ class CertificateFiles:
         self._signature = self._stat()
         self._refused: tuple | None = None  # the signature whose files were refused last
         self.material = self._load()  # raises TLSError: a server with bad TLS files does not start
+        self._given_to_grpc = self.material  # credentials() starts gRPC with it
         self.rotations = 0
 
     @property
@@ -134,8 +135,15 @@ class CertificateFiles:
 
     def fetch(self):
         """gRPC's certificate_configuration_fetcher: a new configuration when the files changed
-        and check out, else None (keep serving the current one). Runs before each handshake."""
-        return self._configuration(self.material) if self.refresh() else None
+        and check out, else None (keep serving the current one). Runs before each handshake.
+        It compares with what gRPC was last given, not with the files: another reader (the HTTP
+        Check port) may have been the one that refreshed them."""
+        self.refresh()
+        material = self.material
+        if material is self._given_to_grpc:
+            return None
+        self._given_to_grpc = material
+        return self._configuration(material)
 
     def refresh(self) -> bool:
         """Read the files again if they changed; whether `material` is new. Files that changed

@@ -217,6 +217,14 @@ def test_the_port_picks_up_rotated_certificates_for_new_connections(served):
     assert served_serial() != before
     assert port.ask(connection=kept)[0] == 200
     kept.close()
+    # The HTTP port read the new files first; the gRPC port must serve them too.
+    context = ssl.create_default_context(cadata=ca.pem.decode())
+    context.load_cert_chain(*reversed(ca.issue(uris=(GATEWAY_ID,)).write(directory, "grpc-c")))
+    context.set_alpn_protocols(["h2"])
+    with context.wrap_socket(socket.create_connection(("127.0.0.1", running.port), timeout=10),
+                             server_hostname="tiergate.internal") as grpc_side:
+        der = grpc_side.getpeercert(binary_form=True)
+    assert x509.load_der_x509_certificate(der).serial_number == served_serial()
 
 
 def test_plaintext_beyond_loopback_needs_allow_plaintext():
