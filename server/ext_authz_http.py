@@ -265,6 +265,8 @@ class HttpCheckServer:
     def answer(self, caller: Caller, method: str, url: str, headers: dict[str, str]) -> bytes:
         if not url.startswith(CHECK_PREFIX + "/"):
             if url == HEALTH_PATH and method in ("GET", "HEAD"):
+                if not self.access.allows(caller, "health"):  # as gRPC health is guarded
+                    return _plain(403, self.access.denial(caller, "health"), "无权查询健康状态")
                 return (_response(200, [], b"SERVING") if self.ready()
                         else _response(503, [], b"NOT_SERVING"))
             return _plain(404, f"this port answers {CHECK_PREFIX}/… (Envoy's http_service "
