@@ -27,7 +27,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -155,28 +154,35 @@ def measure(reps: int, duration: float, connections: int, audit: bool) -> dict[s
                 for name, envoy in gateways.items():
                     server = servers.get(name)
                     cpu_before = process_cpu_seconds(server.pid) if server else 0.0
-                    started = time.monotonic()
-                    rate, latencies, ok, total = h2load(
-                        envoy.url(DATASET), headers, connections=connections,
-                        duration=duration, log=directory / f"{rep}-{name.replace(' ', '-')}.log")
-                    elapsed = time.monotonic() - started
+                    rate, latencies = _permits(
+                        name, envoy, headers, connections, duration,
+                        directory / f"{rep}-{name.replace(' ', '-')}.log")
                     cpu = process_cpu_seconds(server.pid) - cpu_before if server else 0.0
-                    if ok != total or total == 0:
-                        raise RuntimeError(f"{name}: {total - ok} of {total} requests were not "
-                                           "200; the benchmark must measure permits")
                     # h2load's -D window excludes warm-up; Tiergate's CPU covers the whole run,
                     # so it is divided by every request in it (warm-up included).
                     requests_in_run = rate * duration + rate * 1.0
                     results[name].append({
                         "rate": rate, "p50": percentile(latencies, 0.50),
                         "p99": percentile(latencies, 0.99),
-                        "cpu_us": cpu / max(requests_in_run, 1) * 1e6, "elapsed": elapsed})
+                        "cpu_us": cpu / max(requests_in_run, 1) * 1e6})
     finally:
         for process in (tiergate, echo):
             process.terminate()
             process.wait(timeout=30)
         shutil.rmtree(directory, ignore_errors=True)
     return results
+
+
+def _permits(name: str, envoy, headers: dict, connections: int, duration: float,
+             log: Path) -> tuple[float, list[int]]:
+    """(requests/s, latencies in µs) of one h2load run through `envoy`; every request must be
+    a 200, since a denial would measure the wrong path."""
+    rate, latencies, ok, total = h2load(envoy.url(DATASET), headers, connections=connections,
+                                        duration=duration, log=log)
+    if ok != total or total == 0:
+        raise RuntimeError(f"{name}: {total - ok} of {total} requests were not 200; the "
+                           "benchmark must measure permits")
+    return rate, latencies
 
 
 def _gateway(directory: Path, files: Path, tiergate_port: int | list[int], ext_authz: bool,
@@ -215,11 +221,8 @@ def measure_workers(reps: int, duration: float, connections: int,
             for rep in range(reps):
                 for name, envoy in (("1 worker", first), ("2 workers", second)):
                     before = envoy.calls_per_endpoint(cluster)
-                    rate, latencies, ok, total = h2load(
-                        envoy.url(DATASET), headers, connections=connections,
-                        duration=duration, log=directory / f"w{rep}-{name[0]}.log")
-                    if ok != total or total == 0:
-                        raise RuntimeError(f"{name}: {total - ok} of {total} were not 200")
+                    rate, latencies = _permits(name, envoy, headers, connections, duration,
+                                               directory / f"w{rep}-{name[0]}.log")
                     after = envoy.calls_per_endpoint(cluster)
                     counts = [after[k] - before.get(k, 0) for k in sorted(after)]
                     results[name].append({"rate": rate, "p99": percentile(latencies, 0.99),

@@ -54,6 +54,7 @@ PERMISSIONS = ("decide", "decide_batch", "check", "policy_info", "audit", "refle
 OPEN_BY_DEFAULT = frozenset({"decide", "decide_batch", "check", "policy_info", "reflection",
                              "health"})
 ANYONE = "*"
+RATE_LIMITED, PERMISSION_DENIED = "rate_limited", "permission_denied"  # Access.screen's reasons
 
 _METHODS = {
     "/tiergate.v1.Authorizer/Decide": "decide",
@@ -232,6 +233,25 @@ class Access:
         call: whether anyone has it)."""
         return self.allows(_current.get() or _NOBODY, permission)
 
+    def screen(self, caller: Caller, permission: str | None, method: str,
+               label: str) -> tuple[str, str] | None:
+        """Why `caller` may not call `method` (which `permission` opens; None: nothing does)
+        now: (RATE_LIMITED or PERMISSION_DENIED, the message), counted in metrics under
+        `label`; None when it may. The one admission rule of every port: the rate limit
+        first, then the permission. A rate-limited call is not recorded (a flood would
+        otherwise fill the audit log); a denied one is, by whoever transports the refusal."""
+        if self.limiter is not None and not self.limiter.take(caller.key):
+            if self.metrics is not None:
+                self.metrics.call_refused(label, RATE_LIMITED)
+            return RATE_LIMITED, (f"{caller.describe()} is over its rate limit "
+                                  f"({self.limiter.rate:g} calls/s); slow down / 调用过于频繁")
+        if permission is None or not self.allows(caller, permission):
+            log.warning("permission denied: %s called %s", caller.describe(), method)
+            if self.metrics is not None:
+                self.metrics.call_refused(label, PERMISSION_DENIED)
+            return PERMISSION_DENIED, self.denial(caller, permission or "-", method)
+        return None
+
     @contextlib.contextmanager
     def calling(self, caller: Caller):
         """Handle a call of `caller` outside gRPC (ext_authz_http.py): allows_current and
@@ -280,19 +300,13 @@ class Access:
 
             def checked(request, context):
                 caller = access._caller_of(context)
-                if access.limiter is not None and not access.limiter.take(caller.key):
-                    # Not recorded: a flood would otherwise fill the audit log.
-                    if access.metrics is not None:
-                        access.metrics.call_refused(short, "rate_limited")
-                    context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                  f"{caller.describe()} is over its rate limit "
-                                  f"({access.limiter.rate:g} calls/s); slow down / 调用过于频繁")
-                if permission is None or not access.allows(caller, permission):
-                    log.warning("permission denied: %s called %s", caller.describe(), method)
-                    if access.metrics is not None:
-                        access.metrics.call_refused(short, "permission_denied")
+                refused = access.screen(caller, permission, method, short)
+                if refused is not None:
+                    reason, message = refused
+                    if reason == RATE_LIMITED:
+                        context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
                     access.refuse(context, caller, short, grpc.StatusCode.PERMISSION_DENIED,
-                                  access.denial(caller, permission or "-", method))
+                                  message)
                 token = _current.set(caller)
                 deadline = _deadline.set(time.monotonic() + access.default_deadline)
                 try:

@@ -88,7 +88,9 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
         # when no mapping is configured: every Check is then denied, saying so.
         self._mapping_source = mapping if callable(mapping) else (lambda: mapping)
         self._clock = clock  # µs since the epoch, for requests without context.time
-        self._translations = TranslationCache()
+        # Shared with ext_authz over HTTP, whose keys name no token bytes (its token is a
+        # header the key already holds), so the two kinds of key never meet.
+        self.translations = TranslationCache()
 
     def Check(self, request: external_auth_pb2.CheckRequest, context) -> external_auth_pb2.CheckResponse:
         if self._metrics is not None:
@@ -118,7 +120,7 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
             by_filter = metadata.filter_metadata
             token = (by_filter[mapping.jwt_filter].SerializeToString()
                      if mapping.jwt_filter in by_filter else b"")
-            return self._translations.translate(mapping, http.method, http.path,
+            return self.translations.translate(mapping, http.method, http.path,
                                                 _headers(http), lambda m: _claims(metadata, m),
                                                 claims_key=token)
         return check_response(self.verdict(http.method, http.path, translate, caller))

@@ -52,14 +52,15 @@ import httptools
 from tiergate.audit import record
 from tiergate.audit.log import AuditUnavailable
 
-from .access import Access, Caller
+from .access import RATE_LIMITED, Access, Caller
 from .ext_authz import ExtAuthzServicer, Verdict, internal_failure
-from .mapping import GatewayMapping, MappingError, MappingProblem, TranslationCache
+from .mapping import GatewayMapping, MappingError, MappingProblem
 from .tls import CertificateFiles, Material
 
 log = logging.getLogger("tiergate.ext_authz")
 
 CHECK_PREFIX = "/ext_authz"
+METHOD = "the HTTP Check (ext_authz http_service)"  # as refusals and logs name it
 HEALTH_PATH = "/healthz"
 MAX_HEAD_BYTES = 64 * 1024   # request line and headers; Envoy's own default limit is 60 KiB
 MAX_HEADERS = 200
@@ -247,7 +248,6 @@ class HttpCheckServer:
         self.servicer, self.access, self.ready = servicer, access, ready
         self.tls, self.on_refused, self.metrics = tls, on_refused, metrics
         self.connections: set[_Connection] = set()
-        self.translations = TranslationCache()
         self.loop = asyncio.new_event_loop()
         # With an audit log each answer waits for its record's commit; deciding in a pool lets
         # the waits of many connections share one group commit instead of queueing behind
@@ -272,15 +272,12 @@ class HttpCheckServer:
             return _plain(404, f"this port answers {CHECK_PREFIX}/… (Envoy's http_service "
                           f"path_prefix) and {HEALTH_PATH}", f"此端口只响应 {CHECK_PREFIX}/… 与 "
                           f"{HEALTH_PATH}")
-        if not self.access.allows(caller, "check"):
-            return self._refused(caller)
-        limiter = self.access.limiter
-        if limiter is not None and not limiter.take(caller.key):
-            # Not recorded, as on the gRPC port: a flood would otherwise fill the audit log.
-            if self.metrics is not None:
-                self.metrics.call_refused("CheckHTTP", "rate_limited")
-            return _plain(429, f"{caller.describe()} is over its rate limit "
-                          f"({limiter.rate:g} calls/s); slow down", "调用过于频繁")
+        refused = self.access.screen(caller, "check", METHOD, "CheckHTTP")
+        if refused is not None:
+            reason, message = refused
+            if reason == RATE_LIMITED:
+                return _plain(429, message, "调用过于频繁")
+            return self._refused(caller, message)
         path = url[len(CHECK_PREFIX):]
         try:
             with self.access.calling(caller):
@@ -296,17 +293,14 @@ class HttpCheckServer:
     def _verdict(self, caller: Caller, method: str, path: str,
                  headers: dict[str, str]) -> Verdict:
         def translate(mapping: GatewayMapping) -> dict:
-            return self.translations.translate(
+            return self.servicer.translations.translate(
                 mapping, method, path, headers, lambda m: claims_from_header(m, headers))
         # No downstream address: over HTTP it would be a client-written header.
         return self.servicer.verdict(method, path, translate,
                                      lambda: record.caller_json(caller.peer, caller.identity))
 
-    def _refused(self, caller: Caller) -> bytes:
-        message = self.access.denial(caller, "check")
-        log.warning("permission denied: %s called the HTTP Check", caller.describe())
-        if self.metrics is not None:
-            self.metrics.call_refused("CheckHTTP", "permission_denied")
+    def _refused(self, caller: Caller, message: str) -> bytes:
+        """The 403 of a caller not allowed `check`, recorded (503 when it cannot be)."""
         headers = [("content-type", "application/json; charset=utf-8")]
         if self.on_refused is not None:
             try:

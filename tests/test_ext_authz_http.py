@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import socket
 import ssl
 
@@ -172,6 +171,7 @@ def test_a_caller_not_allowed_check_is_refused_and_recorded(served):
     assert status == 403
     answer = json.loads(body)
     assert answer["error"] == "permission_denied" and OTHER_ID in answer["message"]
+    assert "the HTTP Check" in answer["message"] and "access.check" in answer["message"]
     decision_id = headers["x-tiergate-decision-id"]
     db = directory / "audit.db"
     assert poll_until(lambda: any(r.decision_id == decision_id for r in records(db)), 10)
@@ -181,6 +181,7 @@ def test_a_caller_not_allowed_check_is_refused_and_recorded(served):
 
 def test_a_caller_without_a_certificate_does_not_get_through_the_handshake(served):
     running, ca, directory, _ = served
+    assert gateway_port(served).ask()[0] == 200  # the port answers a caller with one
     with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
         Port(running.http_check.port, ca, directory, None).ask()
 
@@ -235,10 +236,33 @@ def test_plaintext_beyond_loopback_needs_allow_plaintext():
                        http_check_listen="0.0.0.0:50053").http_check_listen
 
 
-def test_the_shipped_example_config_serves_http_next_to_grpc():
+def test_the_shipped_examples_agree_with_each_other_and_with_the_server():
+    """examples/envoy/envoy-http.yaml asks where examples/envoy/tiergate.toml serves, on the
+    prefix and health path the server answers, and forwards the token where the shipped
+    mapping reads it."""
     import tomllib
 
-    shipped = tomllib.loads((POLICIES.parent / "examples" / "envoy" / "tiergate.toml")
-                            .read_text(encoding="utf-8"))
-    assert shipped["http_check_listen"].endswith(":50053")
-    assert os.path.exists(POLICIES.parent / "examples" / "envoy" / "envoy-http.yaml")
+    import yaml
+
+    from tiergate.server.ext_authz_http import CHECK_PREFIX, HEALTH_PATH
+    from tiergate.server.mapping import load_mapping
+
+    examples = POLICIES.parent / "examples" / "envoy"
+    served = tomllib.loads((examples / "tiergate.toml").read_text(encoding="utf-8"))
+    envoy = yaml.safe_load((examples / "envoy-http.yaml").read_text(encoding="utf-8"))
+    filters = {f["name"]: f["typed_config"] for f in envoy["static_resources"]["listeners"][0]
+               ["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]}
+    http_service = filters["envoy.filters.http.ext_authz"]["http_service"]
+    [cluster] = [c for c in envoy["static_resources"]["clusters"]
+                 if c["name"] == http_service["server_uri"]["cluster"]]
+    [endpoint] = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    assert (endpoint["endpoint"]["address"]["socket_address"]["port_value"]
+            == int(served["http_check_listen"].rpartition(":")[2]))
+    assert http_service["path_prefix"] == CHECK_PREFIX
+    assert cluster["health_checks"][0]["http_health_check"]["path"] == HEALTH_PATH
+    [provider] = filters["envoy.filters.http.jwt_authn"]["providers"].values()
+    forwarded = provider["forward_payload_header"]
+    assert forwarded == load_mapping(POLICIES / "gateway.toml").jwt_payload_header
+    stripped = [m["remove"] for m in filters["envoy.filters.http.header_mutation"]["mutations"]
+                ["request_mutations"] if "remove" in m]
+    assert forwarded in stripped  # a client's copy never reaches jwt_authn or Tiergate
