@@ -12,6 +12,9 @@ An Envoy or Istio proxy asks before forwarding each HTTP request. The gateway ma
   configured (failure_mode_allow) to let through.
 - Every answer is committed to the audit log before it is sent; when it cannot be, the answer
   is a 503 denial saying so (tiergate.audit.log), never an unrecorded permit.
+- With `cache_size` (as `tiergate serve` runs), a request without a time that was decided
+  before is answered from the verdict cache while its decision holds (VerdictCache): under a
+  fresh decision id, recorded, compared with the shadow and counted like any other answer.
 
 The answer is a transport-neutral Verdict (ExtAuthzServicer.verdict); check_response encodes it
 for gRPC, and ext_authz_http.py encodes the same Verdict for Envoy's http_service.
@@ -24,8 +27,10 @@ next call.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +49,7 @@ from tiergate.engine.schema import Kind
 from tiergate.engine.timeutil import now_micros
 
 from .access import Access, current_caller
+from .cache import DecisionCache, next_decision_id
 from .mapping import (ATTRIBUTES, MAPPING_FILE, GatewayMapping, MappingError, MappingProblem,
                       TranslationCache, load_mapping)
 from .metrics import outcome_of
@@ -77,7 +83,7 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
                  mapping: GatewayMapping | MappingSource | None, *,
                  clock: Callable[[], int] | None = None, accept_request_time: bool = False,
                  audit: AuditLog | None = None, metrics=None, access: Access | None = None,
-                 shadow=None):
+                 shadow=None, cache_size: int = 0):
         self._policy_source = policy_source
         self._access = access
         self._shadow = shadow  # shadow.Shadow with serve --shadow
@@ -91,6 +97,7 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
         # Shared with ext_authz over HTTP, whose keys name no token bytes (its token is a
         # header the key already holds), so the two kinds of key never meet.
         self.translations = TranslationCache()
+        self._verdicts = VerdictCache(cache_size) if cache_size > 0 else None
 
     def Check(self, request: external_auth_pb2.CheckRequest, context) -> external_auth_pb2.CheckResponse:
         if self._metrics is not None:
@@ -169,11 +176,22 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
         except MappingError as error:
             return self._mapping_refused(error, http_part, recorded)
         policy = self._policy_source()
+        now = self._now()  # one instant for the answer and the shadow's
+        cache = key = None
+        if self._verdicts is not None and "time" not in tiergate_request.get("context", ()):
+            # The audit record names the HTTP method and path, which a translation drops:
+            # they are part of what a kept verdict answers.
+            key = (http_part["method"], http_part["path"], request_key(tiergate_request))
+            cache = self._verdicts.for_policy(policy)
+            kept = cache.get(key, now)
+            if kept is not None:
+                verdict, decided, decision, outcome = kept
+                return self._answered(verdict.with_decision_id(next_decision_id()), decided,
+                                      decision, outcome, tiergate_request, now)
         decide = policy.decide_recorded if recorded else policy.decide
         try:
             requested_time = (self._access.allows_current("request_time")
                               if self._access is not None else self._accept_request_time)
-            now = self._now()  # one instant for the answer and the shadow's
             answer = decide(tiergate_request, now=now, requested_time=requested_time)
         except RequestError as error:
             error_id = _error_id()
@@ -188,15 +206,23 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
         if recorded:
             decision, settled = answer
             decided = record.decided(decision, settled, http_part)
+        verdict = _permitted(decision) if decision.permitted else _decision_denied(decision)
+        outcome = outcome_of(decision)
+        if cache is not None:
+            cache.put(key, (verdict, decided, decision, outcome), decision.valid_until, now)
+        return self._answered(verdict, decided, decision, outcome, tiergate_request, now)
+
+    def _answered(self, verdict: "Verdict", decided, decision: Decision, outcome,
+                  tiergate_request: dict, now: int):
+        """What every decided answer goes through, decided afresh or kept: the shadow's
+        comparison (into the record) and the metrics."""
         if self._shadow is not None:
             difference = self._shadow.compare("Check", tiergate_request, decision, now)
             if difference is not None and decided is not None:
                 decided = record.with_shadow(decided, difference)
         if self._metrics is not None:
-            self._metrics.decided("Check", *outcome_of(decision))
-        if decision.permitted:
-            return _permitted(decision), decided
-        return _decision_denied(decision), decided
+            self._metrics.decided("Check", *outcome)
+        return verdict, decided
 
     def _mapping_refused(self, error: MappingError, http_part: dict, recorded: bool):
         if self._metrics is not None:
@@ -214,11 +240,13 @@ def add_ext_authz(server, policy_source: PolicySource,
                   clock: Callable[[], int] | None = None,
                   accept_request_time: bool = False,
                   audit: AuditLog | None = None, metrics=None,
-                  access: Access | None = None, shadow=None) -> ExtAuthzServicer:
+                  access: Access | None = None, shadow=None,
+                  cache_size: int = 0) -> ExtAuthzServicer:
     """Serve envoy.service.auth.v3.Authorization on `server` (a grpc.Server)."""
     servicer = ExtAuthzServicer(policy_source, mapping, clock=clock,
                                 accept_request_time=accept_request_time, audit=audit,
-                                metrics=metrics, access=access, shadow=shadow)
+                                metrics=metrics, access=access, shadow=shadow,
+                                cache_size=cache_size)
     external_auth_pb2_grpc.add_AuthorizationServicer_to_server(servicer, server)
     undeclared = []
     try:
@@ -293,7 +321,41 @@ def register(server, holder, config, *, audit: AuditLog | None = None,
         log.warning("ext_authz: no gateway mapping (%s); every Check is denied", where)
     return add_ext_authz(server, lambda: holder.current.policy, mapping, clock=holder.clock,
                          accept_request_time=config.accept_request_time, audit=audit,
-                         metrics=metrics, access=access, shadow=shadow)
+                         metrics=metrics, access=access, shadow=shadow,
+                         cache_size=config.cache_size)
+
+
+class VerdictCache:
+    """Verdicts of Checks without a time, kept while their decision holds.
+
+    Why: a gateway asks about the same request again and again (a user paging through a
+    dataset), and deciding and writing the verdict are most of a Check's own work. A verdict is
+    a function of the policy set, the translated request and the instant, and the engine says
+    until when the instant does not matter (Decision.valid_until), so a kept verdict is served
+    only within [the instant it was decided, valid_until), as server/cache.py does for Decide.
+    One DecisionCache per policy set: a reload starts an empty one, and a call still deciding
+    with the old set never puts its verdict where the new set's calls look. Thread-safe.
+    """
+
+    def __init__(self, size: int):
+        self._size = size
+        self._lock = threading.Lock()
+        self._current: tuple[PolicySet, DecisionCache] | None = None
+
+    def for_policy(self, policy: PolicySet) -> DecisionCache:
+        current = self._current  # one read: the pair is replaced whole
+        if current is None or current[0] is not policy:
+            with self._lock:
+                current = self._current
+                if current is None or current[0] is not policy:
+                    current = self._current = (policy, DecisionCache(self._size))
+        return current[1]
+
+
+def request_key(request: Mapping[str, Any]) -> tuple:
+    """A translated request (contract JSON: sections of attribute values) as a hashable key."""
+    return tuple(sorted((name, tuple(sorted(value.items())) if isinstance(value, dict) else value)
+                        for name, value in request.items()))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -344,6 +406,20 @@ class Verdict:
     @property
     def permitted(self) -> bool:
         return self.code == code_pb2.OK
+
+    def with_decision_id(self, decision_id: str) -> "Verdict":
+        """The same answer under another decision id: every answer has its own, kept or not.
+        The id is in the headers and, on a denial, in the body (`"decision_id":"..."` once:
+        json.dumps escapes every quote inside a string, so the sequence is only ever the key)."""
+        headers = tuple((name, decision_id if name == DECISION_ID else value)
+                        for name, value in self.headers)
+        body = self.body
+        if body:
+            old, new = (f'"decision_id":{json.dumps(i)}' for i in (self.decision_id, decision_id))
+            if old not in body:
+                raise ValueError("a denial body without its decision id")
+            body = body.replace(old, new, 1)
+        return dataclasses.replace(self, headers=headers, body=body, decision_id=decision_id)
 
 
 def check_response(verdict: Verdict) -> external_auth_pb2.CheckResponse:
