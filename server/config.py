@@ -4,7 +4,7 @@
     policy_dir = "policies"
     listen = "0.0.0.0:50051"
     workers = 2
-    cache_size = 100000
+    cache_size = 100000          # decisions (Decide) and verdicts (Check) kept per policy set; 0: none
     reload_interval = 1.0        # seconds between polls of policy_dir; 0 turns watching off
     max_message_bytes = 4194304  # larger requests are refused with RESOURCE_EXHAUSTED
     drain_seconds = 10.0         # how long SIGTERM waits for calls in flight
@@ -79,6 +79,7 @@ class ServeConfig(BaseModel):
     # (bench/server_bench.py: 8 threads cost ~80 µs more per call than 2). Raise it when
     # handlers wait on something other than the CPU.
     threads: int = Field(2, ge=1, le=1024)
+    # Entries in each of the two caches: Decide's decisions and the Check's verdicts.
     cache_size: int = Field(10_000, ge=0)
     reload_interval: float = Field(1.0, ge=0)
     max_message_bytes: int = Field(4 * 1024 * 1024, gt=0)
