@@ -3,6 +3,7 @@ the decision holds, under its own decision id, and exactly as a fresh decision w
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,7 +13,7 @@ from envoy.service.auth.v3 import external_auth_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tiergate.server.ext_authz import ExtAuthzServicer, add_ext_authz
+from tiergate.server.ext_authz import ExtAuthzServicer, add_ext_authz, check_response
 from tiergate.server.mapping import load_mapping
 
 from conftest import POLICIES, instant
@@ -173,3 +174,5 @@ def test_kept_verdicts_are_the_verdicts_a_fresh_decision_gives(shipped_policy, s
             assert json.loads(answer.body)["decision_id"] == answer.decision_id
         assert _normalised(answer) == _normalised(
             fresh.verdict(method, path, translate(fresh), lambda: ""))
+        # The gRPC encoding reused from the kept verdict's is the one built field by field.
+        assert check_response(answer) == check_response(dataclasses.replace(answer, origin=None))
