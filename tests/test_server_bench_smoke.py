@@ -43,10 +43,12 @@ def test_server_bench_quick_run_measures_every_section(tmp_path):
     table = out.read_text(encoding="utf-8")
     assert table.strip() == done.stdout.strip()  # what is printed is what is written
     for row in ("echo server, unary", "Decide, mix (80% with context.time)",
+                "echo server answering with decide_one, mix",
                 "Decide, no context.time (cached)", "Decide, mix, --workers 2",
                 "echo server, batches of 100", "DecideBatch, batches of 1000"):
         assert f"| {row} |" in table
     assert "≥ 80% of the echo ceiling" in table and "≥ 1.5× --workers 1" in table
+    assert "≥ 90% of the echo ceiling (issue 12)" in table and "(the bound)" in table
     if find_h2load():
         for row in ("echo server, unary (h2load)", "Decide, all with context.time (h2load)",
                     "Decide, all with context.time, --workers 2 (h2load)"):
