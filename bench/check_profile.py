@@ -5,8 +5,9 @@
 Each stage of the Check handler is timed on its own over the same request, as Envoy sends it
 (examples/envoy/envoy.yaml's headers and verified-token metadata): decoding the CheckRequest
 bytes, mapping the HTTP request to a Tiergate request (gateway.toml), deciding, building and
-encoding the CheckResponse, and the whole handler (ExtAuthzServicer.check, no audit log).
-Medians of 7 runs. What `bench/envoy_bench.py` measures as Tiergate's CPU per Check minus the
+encoding the CheckResponse, and the whole handler (ExtAuthzServicer.check, no audit log):
+once deciding every time, once as `tiergate serve` runs it, with the repeated request's
+translation and verdict kept (TranslationCache, VerdictCache). Medians of 7 runs. What `bench/envoy_bench.py` measures as Tiergate's CPU per Check minus the
 handler's total is the gRPC layer's own work per call (HTTP/2, TLS, threads, Python glue).
 """
 
@@ -25,6 +26,7 @@ sys.path[:0] = [str(REPO / "tests"), str(BENCH)]
 from envoy.service.auth.v3 import external_auth_pb2  # noqa: E402
 
 from tiergate.engine import load_policy_set  # noqa: E402
+from tiergate.server.config import ServeConfig  # noqa: E402
 from tiergate.server.ext_authz import ExtAuthzServicer, _claims, _headers  # noqa: E402
 from tiergate.server.mapping import load_mapping  # noqa: E402
 
@@ -58,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     request = check_request("GET", "/datasets/ds-cardio-2025", HEADERS, CLAIMS)
     wire = request.SerializeToString()
     servicer = ExtAuthzServicer(lambda: policy, mapping)
+    served = ExtAuthzServicer(lambda: policy, mapping,
+                              cache_size=ServeConfig.model_fields["cache_size"].default)
     http = request.attributes.request.http
     headers, claims = _headers(http), _claims(request.attributes.metadata_context, mapping)
     translated = mapping.translate(method=http.method, path=http.path, headers=headers,
@@ -79,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         ("the whole handler (decode + check + encode)",
          lambda: servicer.check(external_auth_pb2.CheckRequest.FromString(wire))
          .SerializeToString()),
+        ("the whole handler, as served (translation and verdict kept)",
+         lambda: served.check(external_auth_pb2.CheckRequest.FromString(wire))
+         .SerializeToString()),
     ]
     results = {name: timed(function, args.rounds) for name, function in stages}
     # "build" = the handler's check() minus what it does before building the answer.
@@ -88,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     results["build the CheckResponse"] = max(check_only - inner, 0.0)
     order = ["decode the CheckRequest (protobuf)", "read headers and token claims",
              "map to a Tiergate request (gateway.toml)", "decide", "build the CheckResponse",
-             "encode the CheckResponse", "the whole handler (decode + check + encode)"]
+             "encode the CheckResponse", "the whole handler (decode + check + encode)",
+             "the whole handler, as served (translation and verdict kept)"]
     print(f"Check path, in-process, {args.rounds:,} rounds x 7, medians ({len(wire)} bytes "
           f"of CheckRequest, decision {decision.effect}):\n")
     print("| stage | µs per Check |\n|---|---:|")

@@ -5,7 +5,8 @@
 One recorded request, as examples/envoy/envoy-http.yaml's Envoy sends it (its x- headers, the
 forwarded token payload, the bearer token), is fed to one connection of the HTTP Check server
 again and again: httptools' parse, the mapping (reused from the translation cache after the
-first), the decision and the answer's bytes. No audit log, no TLS, no socket: what
+first), the decision and the answer's bytes; with --no-cache the verdict is decided every
+time, else kept as `tiergate serve` keeps it (VerdictCache). No audit log, no TLS, no socket: what
 `bench/envoy_bench.py` measures beyond this is asyncio, TLS and the kernel. Medians of 7 runs;
 `--profile` adds cProfile's top functions.
 """
@@ -24,6 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 from tiergate.engine import load_policy_set  # noqa: E402
 from tiergate.server.access import Access  # noqa: E402
+from tiergate.server.config import ServeConfig  # noqa: E402
 from tiergate.server.ext_authz import ExtAuthzServicer  # noqa: E402
 from tiergate.server.ext_authz_http import HttpCheckServer, _Connection  # noqa: E402
 from tiergate.server.mapping import load_mapping  # noqa: E402
@@ -67,9 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=20_000)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="decide every request (no verdict cache)")
     args = parser.parse_args(argv)
     policy = load_policy_set(REPO / "policies")
-    servicer = ExtAuthzServicer(lambda: policy, load_mapping(REPO / "policies" / "gateway.toml"))
+    cache_size = 0 if args.no_cache else ServeConfig.model_fields["cache_size"].default
+    servicer = ExtAuthzServicer(lambda: policy, load_mapping(REPO / "policies" / "gateway.toml"),
+                                cache_size=cache_size)
     connection = _Connection(HttpCheckServer(servicer, Access({}, verified=False),
                                              ready=lambda: True))
     transport = _Transport()
@@ -86,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             connection.data_received(request)
         runs.append((time.perf_counter() - start) / args.rounds * 1e6)
     print(f"ext_authz over HTTP, in-process, {args.rounds:,} requests x 7, {len(request)} bytes "
-          f"a request: {statistics.median(runs):.1f} µs a request (median; each: "
+          f"a request, verdict {'decided every time' if args.no_cache else 'kept'}: {statistics.median(runs):.1f} µs a request (median; each: "
           f"{', '.join(f'{r:.1f}' for r in runs)})")
     if args.profile:
         import cProfile
