@@ -71,10 +71,17 @@ def _deciding(policy_dir: str):
     holder = PolicyHolder(compile_sources(sources, revision=revision),
                           cache_size=ServeConfig.model_fields["cache_size"].default)
 
-    def decide(request, context) -> bytes:
-        return service.decide_one(holder.current, request, holder.clock,
-                                  accept_request_time=True).encoded
-    return decide, service._parser(pb.DecideRequest)
+    parse = service._parser(pb.DecideRequest)
+
+    def decide(data: bytes, context) -> bytes:
+        # As AuthorizerService.Decide: a kept answer by the request's bytes, else parse.
+        snapshot, now = holder.current, holder.clock()
+        kept = service.kept_answer(snapshot, data, now, False)
+        if kept is not None:
+            return kept.encoded
+        return service.decide_one(snapshot, parse(data), holder.clock, accept_request_time=True,
+                                  looked_up=data, now=now).encoded
+    return decide, lambda data: data
 
 
 def _ext_authz_handlers() -> tuple[str, dict]:

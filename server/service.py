@@ -54,6 +54,13 @@ def _parser(message_type):
     return parse
 
 
+def _wire(data: bytes) -> bytes:
+    return data
+
+
+_DECIDE_REQUEST = _parser(pb.DecideRequest)
+
+
 class InFlight:
     """Counts decision calls being answered, for GetPolicyInfo and the drain log."""
 
@@ -98,28 +105,44 @@ class Answer:
         self.decision = decision
 
 
+def kept_answer(snapshot: Snapshot, key: bytes, now: int, recorded: bool) -> Answer | None:
+    """The answer the cache keeps for the request serialized as `key`, under a fresh decision
+    id, if it holds at `now` (and carries its record part when the answer is `recorded`)."""
+    cache = snapshot.cache
+    if cache is None:
+        return None
+    cached = cache.get(key, now)
+    if cached is None or (cached[1] is None and recorded):
+        return None
+    decision_id = next_decision_id()
+    return Answer(wire.with_id(cached[0], decision_id), cached[1], decision_id, now, cached[2],
+                  cached[3])
+
+
 def decide_one(snapshot: Snapshot, message: pb.DecideRequest, clock, *,
                accept_request_time: bool = False, recorded: bool = False,
-               file_name=None) -> Answer:
+               file_name=None, looked_up: bytes | None = None,
+               now: int | None = None) -> Answer:
     """One serialized tiergate.v1.Decision from one snapshot, and (when `recorded`) the part
     of its audit record that says what was decided. `file_name` renames the policy files an
     explanation points at (so that no server path reaches the caller).
 
     The cache is used only for requests without a time (and without explain); it keeps the
     record part beside the encoding, so an answer from the cache is recorded as fully as one
-    decided afresh. Raises RequestError for a request that cannot be decided, or that carries a
-    time the server does not accept.
+    decided afresh. Its key is the request's bytes: `looked_up` when the caller already asked
+    the cache for them (kept_answer) at `now`, else the message serialized. Raises RequestError
+    for a request that cannot be decided, or that carries a time the server does not accept.
     """
     when = convert.request_time(message, accepted=accept_request_time)
-    now = clock()
+    now = clock() if now is None else now
     cache = snapshot.cache
     if when is None and cache is not None and not message.explain:
-        key = message.SerializeToString()
-        cached = cache.get(key, now)
-        if cached is not None and (cached[1] is not None or not recorded):
-            decision_id = next_decision_id()
-            return Answer(wire.with_id(cached[0], decision_id), cached[1], decision_id, now,
-                          cached[2], cached[3])
+        key = looked_up
+        if key is None:
+            key = message.SerializeToString()
+            kept = kept_answer(snapshot, key, now, recorded)
+            if kept is not None:
+                return kept
         decision, settled = _decide(snapshot, message, now, False, recorded)
         decided = record.decided(decision, settled) if recorded else None
         encoded = wire.decision_without_id(decision)
@@ -213,28 +236,37 @@ class AuthorizerService:
         if difference is not None and answer.decided is not None:
             answer.decided = record.with_shadow(answer.decided, difference)
 
-    def Decide(self, request, context: grpc.ServicerContext) -> bytes:
+    def Decide(self, data: bytes, context: grpc.ServicerContext) -> bytes:
         if self.metrics is None:
-            return self._decide(request, context)
+            return self._decide(data, context)
         with self.metrics.timer("Decide"):
-            return self._decide(request, context)
+            return self._decide(data, context)
 
-    def _decide(self, request, context: grpc.ServicerContext) -> bytes:
-        if request.__class__ is _Malformed:
-            message = f"malformed {request.type_name}: {request.problem}"
-            self._refuse(context, "Decide", grpc.StatusCode.INVALID_ARGUMENT, message,
-                         record.refused("malformed", message, (), policy_revision=None))
-        if request.explain and not self.access.allows_current("explain"):
-            self._deny(context, "Decide", "explain")
+    def _decide(self, data: bytes, context: grpc.ServicerContext) -> bytes:
+        snapshot = self.holder.current
+        recorded = self.audit is not None
+        now = self.holder.clock()
+        # PERF: a request asked before is answered from the cache by its bytes, unparsed. Only
+        # a request without a time or explain, that was decided, is ever kept.
+        answer = kept_answer(snapshot, data, now, recorded)
+        request = None
+        if answer is None:
+            request = _DECIDE_REQUEST(data)
+            if request.__class__ is _Malformed:
+                message = f"malformed {request.type_name}: {request.problem}"
+                self._refuse(context, "Decide", grpc.StatusCode.INVALID_ARGUMENT, message,
+                             record.refused("malformed", message, (), policy_revision=None))
+            if request.explain and not self.access.allows_current("explain"):
+                self._deny(context, "Decide", "explain")
         with self.in_flight:
-            snapshot = self.holder.current
-            recorded = self.audit is not None
             try:
                 _check_deadline(context)
-                answer = decide_one(snapshot, request, self.holder.clock,
-                                    accept_request_time=self.access.allows_current(
-                                        "request_time"),
-                                    recorded=recorded, file_name=self._file_name)
+                if answer is None:
+                    answer = decide_one(snapshot, request, self.holder.clock,
+                                        accept_request_time=self.access.allows_current(
+                                            "request_time"),
+                                        recorded=recorded, file_name=self._file_name,
+                                        looked_up=data, now=now)
             except RequestError as error:
                 detail = convert.request_error_to_proto(error)
                 decision_id = next_decision_id()
@@ -256,7 +288,7 @@ class AuthorizerService:
                 log.exception("Decide failed")
                 context.abort(grpc.StatusCode.INTERNAL, "the request could not be decided")
             if self.shadow is not None:
-                self._compare("Decide", request, answer)
+                self._compare("Decide", request or pb.DecideRequest.FromString(data), answer)
             if recorded:
                 self._record(context, "Decide",
                              [(answer.decided, answer.decision_id, answer.time_us)])
@@ -384,7 +416,7 @@ def without_source(text: str, source: str) -> str:
 def _handlers(service: AuthorizerService) -> dict:
     def unary(method, request_type, response_serializer):
         return grpc.unary_unary_rpc_method_handler(
-            method, request_deserializer=_parser(request_type),
+            method, request_deserializer=_parser(request_type) if request_type else _wire,
             response_serializer=response_serializer)
 
     def already_encoded(response: bytes) -> bytes:
@@ -392,7 +424,8 @@ def _handlers(service: AuthorizerService) -> dict:
 
     return {
         # Decide and DecideBatch return wire bytes (see wire.py), GetPolicyInfo a message.
-        "Decide": unary(service.Decide, pb.DecideRequest, already_encoded),
+        # Decide takes its request's bytes: they are its cache key, and parsed on a miss.
+        "Decide": unary(service.Decide, None, already_encoded),
         "DecideBatch": unary(service.DecideBatch, pb.DecideBatchRequest, already_encoded),
         "GetPolicyInfo": unary(service.GetPolicyInfo, pb.GetPolicyInfoRequest,
                                pb.PolicyInfo.SerializeToString),

@@ -73,5 +73,6 @@ def test_work_stops_once_the_deadline_has_passed(policy):
     assert context.aborted[0] == grpc.StatusCode.DEADLINE_EXCEEDED
     assert "after 0 of 10" in context.aborted[1]
     with pytest.raises(grpc.RpcError):
-        service.Decide(to_proto(make_request(context__time=None)), context)
+        # Decide is handed the request's bytes, as gRPC hands them (service._handlers).
+        service.Decide(to_proto(make_request(context__time=None)).SerializeToString(), context)
     assert len(holder.current.cache) == 0  # nothing was decided
