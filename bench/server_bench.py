@@ -310,6 +310,18 @@ class Section:
     client: str = "grpc.aio"  # or "h2load" (payloads unused: see h2_frames)
 
 
+def settle(servers: dict[str, Server], quiet_cores: float = 0.05, limit_s: float = 20.0) -> None:
+    """Wait until no server is still busy with the last section (an audit log commits its
+    records after the calls that made them are answered): otherwise that work lands on the
+    next section, as it did on the repetition's first Decide row."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        before = sum(server.cpu_seconds() for server in servers.values())
+        time.sleep(0.2)
+        if sum(server.cpu_seconds() for server in servers.values()) - before < quiet_cores * 0.2:
+            return
+
+
 def measure(pool: ClientPool, server: Server, section: Section, settings: Settings) -> dict:
     inflight = settings.batch_inflight if section.batch else settings.inflight
     per_client = max(1, inflight // settings.clients)
@@ -716,6 +728,7 @@ def main(argv: list[str] | None = None) -> int:
         for rep in range(settings.reps):
             results = {}
             for section in all_sections:
+                settle(servers)
                 if section.client == "h2load":
                     results[section.key] = measure_h2(
                         h2load, servers[section.server], section, settings,
