@@ -103,13 +103,14 @@ def test_a_reloaded_policy_set_starts_with_nothing_kept(shipped_policy, policy):
     servicer = ExtAuthzServicer(lambda: served_now[0], SHIPPED_MAPPING,
                                 clock=lambda: BEFORE_EXPIRY, cache_size=100)
 
-    def grant_of() -> str:
+    def revision_answered() -> str:
         verdict = servicer.verdict("GET", DATASET, lambda m: m.translate(
             method="GET", path=DATASET, headers=TIMELESS), lambda: "")
         return dict(verdict.headers)["x-tiergate-policy-revision"]
-    assert grant_of() == shipped_policy.revision
+    assert policy.revision != shipped_policy.revision  # else a kept verdict would pass too
+    assert revision_answered() == shipped_policy.revision
     served_now[0] = policy  # a reload: another PolicySet
-    assert grant_of() == policy.revision
+    assert revision_answered() == policy.revision
 
 
 # -- every answer from the cache is the answer a fresh decision gives
