@@ -7,8 +7,9 @@ Each stage of the Check handler is timed on its own over the same request, as En
 bytes, mapping the HTTP request to a Tiergate request (gateway.toml), deciding, building and
 encoding the CheckResponse, and the whole handler (ExtAuthzServicer.check, no audit log):
 once deciding every time, once as `tiergate serve` runs it, with the repeated request's
-translation and verdict kept (TranslationCache, VerdictCache). Medians of 7 runs. What `bench/envoy_bench.py` measures as Tiergate's CPU per Check minus the
-handler's total is the gRPC layer's own work per call (HTTP/2, TLS, threads, Python glue).
+translation and verdict kept (TranslationCache, VerdictCache). Medians of 7 runs. What
+`bench/envoy_bench.py` measures as Tiergate's CPU per Check minus the handler's total is the
+gRPC layer's own work per call (HTTP/2, TLS, threads, Python glue).
 """
 
 from __future__ import annotations

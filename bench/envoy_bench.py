@@ -8,11 +8,12 @@ what is measured: only Envoy, its filters, and Tiergate. Four Envoys run at once
 shipped (header_mutation, jwt_authn, ext_authz over mutual TLS to `tiergate serve`), one the
 same with ext_authz to bench/echo_server.py --ext-authz (Python gRPC's floor: an OK for every
 Check, over the same mutual TLS), one as examples/envoy/envoy-http.yaml ships it (ext_authz over
-HTTP to the same `tiergate serve`), one without ext_authz. h2load (nghttp2-client) drives HTTP/1.1 with `--connections`
-keep-alive connections, closed loop, against each in turn, repetition by repetition, so that
-the machine's noise falls on both alike. Reported per section, medians over the repetitions:
+HTTP to the same `tiergate serve`), one without ext_authz. h2load (nghttp2-client) drives
+HTTP/1.1 with `--connections` keep-alive connections, closed loop, against each in turn,
+repetition by repetition, so that the machine's noise falls on all alike. Reported per section, medians over the repetitions:
 requests/s, p50 and p99 (h2load's per-request log), and Tiergate's CPU per request (from
-/proc) and the echo server's. Every request must be answered 200: a denial would measure the wrong path.
+/proc) and the echo server's. Every request must be answered 200: a denial would measure the
+wrong path.
 Each repetition then sends one request at a time (one connection, closed loop) through every
 gateway: the latency a Check adds when nothing queues for the cores (--no-unloaded skips it).
 

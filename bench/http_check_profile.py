@@ -92,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
             connection.data_received(request)
         runs.append((time.perf_counter() - start) / args.rounds * 1e6)
     print(f"ext_authz over HTTP, in-process, {args.rounds:,} requests x 7, {len(request)} bytes "
-          f"a request, verdict {'decided every time' if args.no_cache else 'kept'}: {statistics.median(runs):.1f} µs a request (median; each: "
+          f"a request, verdict {'decided every time' if args.no_cache else 'kept'}: "
+          f"{statistics.median(runs):.1f} µs a request (median; each: "
           f"{', '.join(f'{r:.1f}' for r in runs)})")
     if args.profile:
         import cProfile

@@ -6,8 +6,9 @@
 Servers (subprocesses on ephemeral 127.0.0.1 ports, started once, stopped at the end):
 bench/echo_server.py (the ceiling), the same echo server answering with Tiergate's decisions
 (--decide: what deciding costs inside Python gRPC, without Tiergate's server shell), `tiergate
-serve policies` and `tiergate serve --workers 2 policies`. Load comes from long-lived client processes (bench/server_load.py: grpc.aio, generic
-bytes-in/bytes-out calls with pre-serialized requests), never from the servers' processes.
+serve policies` and `tiergate serve --workers 2 policies`. Load comes from long-lived client
+processes (bench/server_load.py: grpc.aio, generic bytes-in/bytes-out calls with pre-serialized
+requests), never from the servers' processes.
 That client costs about as much CPU per call as the server, so on 2 cores it caps what
 `--workers 2` can show; the rows marked (h2load) load echo, one worker and two workers from
 nghttp2's h2load instead (bench/h2load_client.py, C, a fraction of the CPU per call), skipped

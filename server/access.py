@@ -98,16 +98,6 @@ class Caller:
             self._peer, self._peer_of = self._peer_of(), None
         return self._peer
 
-    def __eq__(self, other) -> bool:
-        return (isinstance(other, Caller) and (self.uris, self.dns, self.peer)
-                == (other.uris, other.dns, other.peer))
-
-    def __hash__(self) -> int:
-        return hash((self.uris, self.dns, self.peer))
-
-    def __repr__(self) -> str:
-        return f"Caller(uris={self.uris!r}, dns={self.dns!r}, peer={self.peer!r})"
-
     @property
     def identity(self) -> str | None:
         """The name it is recorded under: its SPIFFE ID (first URI SAN), else its first DNS

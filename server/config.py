@@ -4,7 +4,7 @@
     policy_dir = "policies"
     listen = "0.0.0.0:50051"
     workers = 2
-    cache_size = 100000          # decisions (Decide) and verdicts (Check) kept per policy set; 0: none
+    cache_size = 100000          # per policy set, Decide's decisions and the Check's verdicts
     reload_interval = 1.0        # seconds between polls of policy_dir; 0 turns watching off
     max_message_bytes = 4194304  # larger requests are refused with RESOURCE_EXHAUSTED
     drain_seconds = 10.0         # how long SIGTERM waits for calls in flight
